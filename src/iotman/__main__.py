@@ -1,0 +1,3 @@
+from iotman.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Access stage: principals, bearer tokens, scope checks."""

@@ -1,0 +1,32 @@
+"""Who is calling: an anonymous device or the holder of a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iotman.core.scopes import grants
+
+__all__ = ["ANONYMOUS", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: str  # "anonymous" | "token"
+    workspace_id: int | None = None
+    name: str | None = None
+    scopes: tuple[str, ...] = ()
+    token_id: int | None = None
+
+    @property
+    def auth_method(self) -> str:
+        return "none" if self.kind == "anonymous" else "oauth2"
+
+    @property
+    def label(self) -> str:
+        return "anonymous" if self.kind == "anonymous" else f"token:{self.name}"
+
+    def has_scope(self, required: str) -> bool:
+        return grants(self.scopes, required)
+
+
+ANONYMOUS = Principal("anonymous")

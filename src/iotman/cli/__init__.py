@@ -1,0 +1,1 @@
+"""The ``iotman`` command line."""

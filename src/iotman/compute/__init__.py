@@ -1,0 +1,1 @@
+"""compute stage (arrives with later issues)."""

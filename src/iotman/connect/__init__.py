@@ -1,0 +1,1 @@
+"""Connect stage: turning request bodies into event payloads (decode, validate, stamp)."""

@@ -1,0 +1,1 @@
+"""Pure domain: events, definitions, ids, clock, scopes. No I/O here."""

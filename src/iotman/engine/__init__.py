@@ -1,0 +1,1 @@
+"""The engine: the ingest transaction, reads and admin operations, composed from the stages."""

@@ -1,0 +1,178 @@
+"""Admin operations: workspaces, sources, tokens, quarantine (synchronous; run in threads)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pydantic import ValidationError
+
+from iotman.access.bearer_tokens import hash_token, new_token
+from iotman.access.principal import Principal
+from iotman.connect.schema_check import compile_schema
+from iotman.core.clock import Clock, format_us
+from iotman.core.ids import new_workspace_uuid
+from iotman.core.scopes import check_scope, preset_scopes
+from iotman.core.source import SourceDefinition
+from iotman.core.workspace import Workspace, check_slug
+from iotman.engine.registry import SOURCE_KIND, Registry
+from iotman.errors import Conflict, DefinitionInvalid, NotFound
+from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
+
+__all__ = ["AdminService", "definition_error", "definition_json", "quarantine_json", "workspace_json"]
+
+READ_ONLY_FIELDS = frozenset({"version", "created_at", "updated_at"})
+"""Fields the API adds to a stored definition; accepted and ignored on input, so GET then PUT works."""
+
+
+def workspace_json(ws: Workspace) -> dict[str, Any]:
+    return {"slug": ws.slug, "uuid": ws.uuid, "created_at": format_us(ws.created_at_us)}
+
+
+def definition_error(exc: ValidationError, kind: str) -> DefinitionInvalid:
+    """The first pydantic error as a 422 naming the field; all errors in ``errors``."""
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        errors.append({"field": loc, "message": msg})
+    first = errors[0] if errors else {"field": None, "message": "invalid"}
+    return DefinitionInvalid(
+        f"{kind} is invalid: {first['field']}: {first['message']}"
+        if first["field"]
+        else f"{kind} is invalid: {first['message']}",
+        field=first["field"] or None,
+        details={"errors": errors},
+    )
+
+
+class AdminService:
+    def __init__(self, store: Store, registry: Registry, clock: Clock) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+
+    # workspaces --------------------------------------------------------------------
+    def create_workspace(self, slug: str) -> Workspace:
+        check_slug(slug)
+        return self._store.create_workspace(slug, new_workspace_uuid(), self._clock.now_us())
+
+    def list_workspaces(self) -> list[Workspace]:
+        return self._store.list_workspaces()
+
+    def workspace(self, slug: str) -> Workspace:
+        return self._registry.workspace(slug)
+
+    def delete_workspace(self, slug: str) -> None:
+        ws = self._registry.workspace(slug)
+        if len(self._store.list_workspaces()) <= 1:
+            raise Conflict("the last workspace cannot be deleted", code="last_workspace")
+        self._store.delete_workspace(ws.id)
+        self._registry.forget_workspace(slug)
+
+    # tokens --------------------------------------------------------------------------
+    def create_token(
+        self, slug: str, *, preset: str | None = None, scopes: list[str] | None = None, name: str = "bootstrap"
+    ) -> tuple[str, tuple[str, ...]]:
+        ws = self._registry.workspace(slug)
+        granted: list[str] = list(preset_scopes(preset)) if preset else []
+        for scope in scopes or []:
+            granted.append(check_scope(scope))
+        if not granted:
+            raise DefinitionInvalid("give a --preset or at least one --scope", field="scope", code="no_scopes")
+        token = new_token()
+        self._store.create_token(ws.id, name, hash_token(token), tuple(granted), self._clock.now_us())
+        return token, tuple(granted)
+
+    def principal(self, token: str) -> Principal | None:
+        return self._registry.principal(token)
+
+    # sources -------------------------------------------------------------------------
+    def _parse_source(self, body: Any) -> SourceDefinition:
+        if not isinstance(body, dict):
+            raise DefinitionInvalid("a source definition must be a JSON object", code="invalid_definition")
+        body = {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
+        try:
+            definition = SourceDefinition.model_validate(body)
+        except ValidationError as exc:
+            raise definition_error(exc, "source") from None
+        if definition.json_schema is not None:
+            compile_schema(definition.json_schema)
+        return definition
+
+    def create_source(self, slug: str, body: Any) -> DefinitionRecord:
+        ws = self._registry.workspace(slug)
+        definition = self._parse_source(body)
+        record = self._store.create_definition(
+            ws.id, SOURCE_KIND, definition.name, definition.effective_path, definition.stored(), self._clock.now_us()
+        )
+        self._registry.forget_sources(ws)
+        return record
+
+    def replace_source(self, slug: str, name: str, body: Any) -> DefinitionRecord:
+        ws = self._registry.workspace(slug)
+        if isinstance(body, dict):
+            body = {**body}
+            if body.setdefault("name", name) != name:
+                raise DefinitionInvalid(
+                    f"name {body['name']!r} differs from {name!r} in the URL; a source cannot be renamed",
+                    field="name",
+                    code="name_mismatch",
+                )
+        definition = self._parse_source(body)
+        record = self._store.replace_definition(
+            ws.id, SOURCE_KIND, name, definition.effective_path, definition.stored(), self._clock.now_us()
+        )
+        self._registry.forget_sources(ws)
+        return record
+
+    def delete_source(self, slug: str, name: str) -> None:
+        ws = self._registry.workspace(slug)
+        self._store.delete_definition(ws.id, SOURCE_KIND, name)
+        self._registry.forget_sources(ws)
+
+    def get_source(self, slug: str, name: str) -> DefinitionRecord:
+        ws = self._registry.workspace(slug)
+        record = self._store.get_definition(ws.id, SOURCE_KIND, name)
+        if record is None:
+            raise NotFound(f"source {name!r} does not exist", code="source_not_found", field="name")
+        return record
+
+    def list_sources(self, slug: str) -> list[DefinitionRecord]:
+        ws = self._registry.workspace(slug)
+        return self._store.list_definitions(ws.id, SOURCE_KIND)
+
+    # quarantine ----------------------------------------------------------------------
+    def quarantine(self, slug: str, limit: int, before_id: int | None) -> tuple[list[dict[str, Any]], int | None]:
+        ws = self._registry.workspace(slug)
+        self._store.flush()
+        entries = self._store.list_quarantine(ws.id, limit + 1, before_id)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        next_id = entries[-1].id if more and entries else None
+        return [quarantine_json(e) for e in entries], next_id
+
+
+def quarantine_json(entry: QuarantineEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": format_us(entry.at_us),
+        "source": entry.source,
+        "reason": entry.reason,
+        "message": entry.message,
+        "principal": entry.principal,
+        "content_type": entry.content_type,
+        "body_size": entry.body_size,
+        "body_head": entry.body_head.decode("utf-8", errors="replace"),
+        "body_head_base64": base64.b64encode(entry.body_head).decode(),
+        **({"details": entry.details} if entry.details else {}),
+    }
+
+
+def definition_json(record: DefinitionRecord) -> dict[str, Any]:
+    return {
+        **record.body,
+        "version": record.version,
+        "created_at": format_us(record.created_at_us),
+        "updated_at": format_us(record.updated_at_us),
+    }

@@ -1,0 +1,80 @@
+"""The Engine: one per process, composed by ``iotman.app`` from a store and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from iotman.core.clock import Clock, SystemClock
+from iotman.engine.admin_service import AdminService
+from iotman.engine.ingest_service import IngestService
+from iotman.engine.read_service import ReadService
+from iotman.engine.registry import Registry
+from iotman.metrics import Metrics
+from iotman.settings import Settings
+from iotman.storage.ports import Store
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("iotman.engine")
+PRUNE_EVERY_S = 300.0
+
+
+class Engine:
+    def __init__(
+        self, store: Store, settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.reads = ThreadPoolExecutor(max_workers=settings.read_threads, thread_name_prefix="iotman-read")
+        self.registry = Registry(
+            store, default_max_body=settings.max_body_bytes, token_ttl_s=settings.token_cache_seconds
+        )
+        self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
+        self.read = ReadService(store, self.reads)
+        self.admin = AdminService(store, self.registry, self.clock)
+        self.ready = False
+        self._prune_task: asyncio.Task[None] | None = None
+
+    def open(self) -> None:
+        self.store.open()
+        self.ready = True
+
+    def close(self) -> None:
+        self.ready = False
+        self.store.close()
+        self.reads.shutdown(wait=True)
+
+    async def start(self) -> None:
+        """Open the store (in a thread) and start housekeeping."""
+        await asyncio.get_running_loop().run_in_executor(self.reads, self.store.open)
+        self.ready = True
+        self._prune_task = asyncio.create_task(self._prune_loop(), name="iotman-prune")
+
+    async def stop(self) -> None:
+        """Finish queued writes, then close. Requests in flight are already answered by now."""
+        self.ready = False
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+        self.reads.shutdown(wait=True)
+
+    def prune(self) -> None:
+        self.store.prune(
+            self.clock.now_us(), self.settings.idempotency_ttl_seconds * 1_000_000, self.settings.quarantine_keep
+        )
+
+    async def _prune_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self.reads, self.prune)
+            except Exception:
+                log.exception("pruning failed")
+            await asyncio.sleep(PRUNE_EVERY_S)

@@ -1,0 +1,316 @@
+"""The ingest path (DESIGN.md "The ingest transaction"): resolve, authorise, decode,
+validate, stamp, append with group commit, answer after commit.
+
+Every refusal after the workspace is known is recorded in the quarantine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+
+from iotman.access.principal import ANONYMOUS, Principal
+from iotman.connect.body_decoder import decode_body
+from iotman.connect.json_codec import dump_json
+from iotman.connect.schema_check import schema_rejection
+from iotman.core.clock import Clock
+from iotman.core.source import SchemaMode, SourceAuth
+from iotman.core.workspace import Workspace
+from iotman.engine.async_bridge import CompletionRelay
+from iotman.engine.registry import CompiledSource, Registry
+from iotman.errors import Forbidden, IotmanError, NotFound, Unauthenticated
+from iotman.metrics import Metrics
+from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store
+
+__all__ = ["IngestAnswer", "IngestService", "QuarantineLimiter"]
+
+T = TypeVar("T")
+BODY_HEAD_BYTES = 1024
+
+
+@dataclass(slots=True)
+class IngestAnswer:
+    body: bytes
+    replayed: bool
+    events: int
+
+
+class QuarantineLimiter:
+    """A token bucket per workspace so a flood of bad requests cannot flood the store."""
+
+    def __init__(self, rate_per_s: float = 200.0, burst: float = 400.0) -> None:
+        self._rate = rate_per_s
+        self._burst = burst
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    def allow(self, workspace_id: int) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(workspace_id, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if tokens < 1.0:
+            self._buckets[workspace_id] = (tokens, now)
+            return False
+        self._buckets[workspace_id] = (tokens - 1.0, now)
+        return True
+
+
+def check_source_auth(source: CompiledSource, principal: Principal | None, token_given: bool) -> Principal:
+    """Who may append to ``source``; raises 401/403 with what is missing."""
+    definition = source.definition
+    if definition.auth is SourceAuth.NONE:
+        return principal or ANONYMOUS
+    if principal is None:
+        if token_given:
+            raise Unauthenticated("the bearer token is not valid", code="invalid_token")
+        raise Unauthenticated(
+            f"source {definition.name!r} requires a bearer token (Authorization: Bearer <token>)",
+            code="token_required",
+        )
+    if principal.workspace_id != source.workspace.id:
+        raise Unauthenticated(
+            f"the bearer token belongs to another workspace, not {source.workspace.slug!r}",
+            code="token_wrong_workspace",
+        )
+    if definition.required_scope and not principal.has_scope(definition.required_scope):
+        raise Forbidden(
+            f"the token lacks scope {definition.required_scope!r} required by source {definition.name!r}",
+            code="insufficient_scope",
+            details={"required_scope": definition.required_scope},
+        )
+    return principal
+
+
+class IngestService:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        metrics: Metrics,
+        reads: Executor,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._metrics = metrics
+        self._reads = reads
+        self._relay: CompletionRelay | None = None
+        self._limiter = QuarantineLimiter()
+        self._metadata_cache: dict[tuple[Principal, str | None], str] = {}
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+
+    # resolution ------------------------------------------------------------------
+    async def workspace(self, slug: str) -> Workspace:
+        ws = self._registry.cached_workspace(slug)
+        return ws if ws is not None else await self._blocking(self._registry.workspace, slug)
+
+    def cached_source(self, slug: str, path: str) -> CompiledSource | None:
+        """The source when both it and its workspace are cached (no await on the hot path)."""
+        ws = self._registry.cached_workspace(slug)
+        return None if ws is None else self._registry.cached_source(ws, path)
+
+    def quick_authorise(self, source: CompiledSource, token: str | None) -> Principal | None:
+        """The principal when it can be decided without the store, else None (call ``authorise``)."""
+        if token is None:
+            return ANONYMOUS if source.definition.auth is SourceAuth.NONE else None
+        principal = self._registry.cached_principal(token)
+        if principal is None:
+            return None
+        try:
+            return check_source_auth(source, principal, True)
+        except IotmanError:
+            return None  # let authorise() record the refusal
+
+    async def resolve(self, slug: str, path: str) -> CompiledSource:
+        ws = await self.workspace(slug)
+        source = self._registry.cached_source(ws, path)
+        if source is None:
+            try:
+                source = await self._blocking(self._registry.source, ws, path)
+            except NotFound as exc:
+                self.record_refusal(ws, path, exc, None)
+                raise
+        return source
+
+    async def principal_for(self, authorization_token: str | None) -> Principal | None:
+        if authorization_token is None:
+            return None
+        principal = self._registry.cached_principal(authorization_token)
+        if principal is None:
+            principal = await self._blocking(self._registry.principal, authorization_token)
+        return principal
+
+    async def authorise(self, source: CompiledSource, token: str | None) -> Principal:
+        if source.definition.auth is SourceAuth.NONE and token is None:
+            return ANONYMOUS
+        principal = await self.principal_for(token)
+        try:
+            return check_source_auth(source, principal, token is not None)
+        except IotmanError as exc:
+            self.record_refusal(source.workspace, source.path, exc, principal)
+            raise
+
+    # acceptance ------------------------------------------------------------------
+    async def accept(
+        self,
+        source: CompiledSource,
+        principal: Principal,
+        body: bytes,
+        *,
+        content_type: str,
+        content_encoding: str = "",
+        batch: bool = False,
+        idempotency_key: str | None = None,
+        source_ip: str | None = None,
+    ) -> IngestAnswer:
+        try:
+            append = self._prepare(
+                source, principal, body, content_type, content_encoding, batch, idempotency_key, source_ip
+            )
+        except IotmanError as exc:
+            self.record_refusal(source.workspace, source.path, exc, principal, body, content_type)
+            raise
+        outcome = await self._append(append)
+        if isinstance(outcome, IotmanError):
+            self._metrics.ingest_requests.labels(outcome.code).inc()
+            raise outcome
+        self._metrics.ingest_events.inc(len(outcome.ids))
+        return IngestAnswer(_answer(outcome, append.batch), outcome.replayed, len(outcome.ids))
+
+    def _prepare(
+        self,
+        source: CompiledSource,
+        principal: Principal,
+        body: bytes,
+        content_type: str,
+        content_encoding: str,
+        batch: bool,
+        idempotency_key: str | None,
+        source_ip: str | None,
+    ) -> AppendBatch:
+        definition = source.definition
+        decoded = decode_body(
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            mode=definition.decode,
+            batch=batch,
+            limit=source.max_body_bytes,
+        )
+        values = decoded.values
+        metadata_text = self._metadata_text(principal, source_ip)
+        warnings: list[dict[str, Any]] = []
+        metadata_texts: list[str] | None = None
+        if source.schema is not None and definition.schema_mode is not SchemaMode.OFF:
+            problems = source.schema.problems(values)
+            if problems and definition.schema_mode is SchemaMode.REJECT:
+                raise schema_rejection(problems, decoded.batch)
+            warnings = problems
+        payloads = [dump_json(v) for v in values]
+        if warnings:
+            # warn mode keeps the errors with each event (SPEC §2.1: metadata.schema_errors)
+            per_event = {w["index"]: w["errors"] for w in warnings}
+            metadata = orjson.loads(metadata_text)
+            metadata_texts = [
+                orjson.dumps({**metadata, "schema_errors": per_event[i]}).decode() if i in per_event else metadata_text
+                for i in range(len(values))
+            ]
+        fingerprint = ""
+        if idempotency_key is not None:
+            fingerprint = hashlib.blake2b(
+                content_type.encode() + b"\n" + content_encoding.encode() + b"\n" + body, digest_size=16
+            ).hexdigest()
+        return AppendBatch(
+            workspace_id=source.workspace.id,
+            source=definition.name,
+            payloads=payloads,
+            metadata=metadata_text,
+            received_at_us=self._clock.now_us(),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            idempotency_scope=source.path + ("#batch" if decoded.batch else ""),
+            event_metadata=metadata_texts,
+            batch=decoded.batch,
+        )
+
+    def _metadata_text(self, principal: Principal, source_ip: str | None) -> str:
+        """The stored metadata of a request; the same for every request of a device, so cached."""
+        key = (principal, source_ip)
+        text = self._metadata_cache.get(key)
+        if text is None:
+            metadata = {
+                "source_ip": source_ip,
+                "auth_method": principal.auth_method,
+                "oauth2_client_id": principal.name if principal.kind == "token" else None,
+                "ingest_context": _ingest_context(principal),
+            }
+            text = orjson.dumps(metadata).decode()
+            if len(self._metadata_cache) >= 10_000:
+                self._metadata_cache.clear()
+            self._metadata_cache[key] = text
+        return text
+
+    async def _append(self, batch: AppendBatch) -> AppendResult | IotmanError:
+        if self._relay is None:
+            self._relay = CompletionRelay(asyncio.get_running_loop())
+        future, done = self._relay.waiter()
+        self._store.submit(batch, done)
+        outcome: AppendResult | IotmanError = await future
+        return outcome
+
+    # quarantine --------------------------------------------------------------------
+    def record_refusal(
+        self,
+        ws: Workspace,
+        path: str | None,
+        error: IotmanError,
+        principal: Principal | None,
+        body: bytes = b"",
+        content_type: str | None = None,
+        body_size: int | None = None,
+    ) -> None:
+        self._metrics.ingest_requests.labels(error.code).inc()
+        if not self._limiter.allow(ws.id):
+            self._metrics.quarantine_dropped.inc()
+            return
+        self._metrics.quarantined.labels(error.code).inc()
+        details: dict[str, Any] = {}
+        if error.position is not None:
+            details["position"] = error.position
+        if "errors" in error.details:
+            details["errors"] = error.details["errors"]
+        self._store.add_quarantine(
+            QuarantineEntry(
+                workspace_id=ws.id,
+                at_us=self._clock.now_us(),
+                reason=error.code,
+                message=error.message,
+                source=path,
+                principal=(principal or ANONYMOUS).label,
+                content_type=content_type,
+                body_size=len(body) if body_size is None else body_size,
+                body_head=body[:BODY_HEAD_BYTES],
+                details=details,
+            )
+        )
+
+
+def _ingest_context(principal: Principal) -> dict[str, Any]:
+    if principal.kind == "anonymous":
+        return {}
+    return {"sub": f"token:{principal.name}", "client_id": principal.name, "scope": " ".join(principal.scopes)}
+
+
+def _answer(result: AppendResult, batch: bool) -> bytes:
+    if batch:
+        return orjson.dumps({"ids": result.ids, "first_seq": result.first_seq, "last_seq": result.last_seq})
+    return orjson.dumps({"id": result.ids[0], "seq": result.first_seq})

@@ -1,0 +1,1 @@
+"""Export stage: read queries over the log and how pages are rendered."""

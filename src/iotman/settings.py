@@ -1,0 +1,143 @@
+"""The one settings table.
+
+Each setting has a name, a default, the environment variable that overrides it and
+a help line. ``docs/settings.md`` is generated from this table and a test checks it
+is current, so no setting goes undocumented. CLI flags override environment
+variables, which override defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from iotman.errors import InvalidQuery
+
+__all__ = ["SETTINGS_TABLE", "Setting", "Settings", "load_settings", "settings_markdown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return "IOTMAN_" + self.name.upper()
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+SETTINGS_TABLE: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address the HTTP server listens on."),
+    Setting("port", 8080, "TCP port of the HTTP server.", int),
+    Setting("data", "./iotman-data", "Folder of the embedded SQLite store (used when `store` is empty)."),
+    Setting("store", "", "Store URL: `sqlite:///path/to/file.db`; empty means `<data>/iotman.db`."),
+    Setting(
+        "sqlite_synchronous",
+        "normal",
+        "SQLite `synchronous` pragma: `normal` survives a crash of the server process "
+        "(kill -9); `full` also survives a power loss, at a lower write rate.",
+        _choice("normal", "full"),
+    ),
+    Setting("writer_max_events", 20000, "Most events one group commit may hold.", int),
+    Setting("max_body_bytes", 1048576, "Default ingest body limit in bytes (a source may set its own).", int),
+    Setting("idempotency_ttl_seconds", 86400, "How long an `Idempotency-Key` answer is remembered.", int),
+    Setting("quarantine_keep", 10000, "Most quarantine entries kept per workspace (oldest are dropped).", int),
+    Setting("token_cache_seconds", 10.0, "How long a verified bearer token is cached in memory.", float),
+    Setting(
+        "log_level", "info", "Log level: debug, info, warning, error.", _choice("debug", "info", "warning", "error")
+    ),
+    Setting("log_format", "json", "Log format: `json` (one object a line) or `console`.", _choice("json", "console")),
+    Setting("access_log", False, "Log every HTTP request (costs ingest throughput).", _bool),
+    Setting("read_threads", 8, "Threads that serve store reads.", int),
+)
+
+
+def _settings_fields() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS_TABLE}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data: str = "./iotman-data"
+    store: str = ""
+    sqlite_synchronous: str = "normal"
+    writer_max_events: int = 20000
+    max_body_bytes: int = 1048576
+    idempotency_ttl_seconds: int = 86400
+    quarantine_keep: int = 10000
+    token_cache_seconds: float = 10.0
+    log_level: str = "info"
+    log_format: str = "json"
+    access_log: bool = False
+    read_threads: int = 8
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def store_url(self) -> str:
+        if self.store:
+            return self.store
+        return "sqlite:///" + os.path.abspath(os.path.join(self.data, "iotman.db"))
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, **clean)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``IOTMAN_*`` environment variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS_TABLE:
+        raw = env.get(setting.env)
+        if raw is None:
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise InvalidQuery(f"{setting.env}: {exc}", code="invalid_setting", field=setting.name) from exc
+    settings = Settings(**values)
+    return settings.with_overrides(**overrides)
+
+
+def settings_markdown() -> str:
+    """The generated body of docs/settings.md."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `iotman.settings.SETTINGS_TABLE` (a test keeps this file current).",
+        "Each setting is read from its environment variable; `iotman serve` flags override them.",
+        "",
+        "| name | environment variable | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS_TABLE:
+        default = f"`{s.default}`" if s.default != "" else "(empty)"
+        lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"
+
+
+assert set(_settings_fields()) == {f.name for f in fields(Settings)} - {"extra"}, "settings table drifted"

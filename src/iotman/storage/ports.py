@@ -1,0 +1,188 @@
+"""Storage ports: what the engine needs from a store, independent of technology.
+
+The store is synchronous (it runs in threads; see DESIGN.md). Appends go through
+``submit`` so an adapter can group concurrent appends into one transaction (group
+commit) and report each outcome once its transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from iotman.core.workspace import Workspace
+from iotman.errors import IotmanError
+
+__all__ = [
+    "SEQ_BITS",
+    "AppendBatch",
+    "AppendOutcome",
+    "AppendResult",
+    "DefinitionRecord",
+    "EventQuery",
+    "QuarantineEntry",
+    "Store",
+    "StoredEvent",
+    "TokenRecord",
+]
+
+SEQ_BITS = 40
+"""Bits of ``seq``: a workspace holds up to 2**40 - 1 events."""
+
+
+@dataclass(slots=True)
+class AppendBatch:
+    """Events of one request, appended all-or-nothing to one workspace."""
+
+    workspace_id: int
+    source: str
+    payloads: list[str]
+    metadata: str
+    received_at_us: int
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    idempotency_scope: str = ""
+    event_metadata: list[str] | None = None
+    """Per-event metadata when events differ (e.g. schema warnings); else ``metadata`` for all."""
+    batch: bool = False
+
+
+@dataclass(slots=True)
+class AppendResult:
+    ids: list[str]
+    first_seq: int
+    last_seq: int
+    received_at_us: int
+    replayed: bool = False
+
+
+AppendOutcome = AppendResult | IotmanError
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    seq: int
+    id: str
+    source: str
+    received_at_us: int
+    payload: str
+    metadata: str
+    tags: str | None
+
+
+@dataclass(slots=True)
+class EventQuery:
+    workspace_id: int
+    source: str | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    from_us: int | None = None
+    to_us: int | None = None
+    limit: int = 100
+    descending: bool = True
+
+
+@dataclass(slots=True)
+class DefinitionRecord:
+    kind: str
+    name: str
+    body: dict[str, Any]
+    version: int
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    id: int
+    workspace_id: int
+    name: str
+    scopes: tuple[str, ...]
+    created_at_us: int
+    expires_at_us: int | None = None
+
+
+@dataclass(slots=True)
+class QuarantineEntry:
+    workspace_id: int
+    at_us: int
+    reason: str
+    message: str
+    source: str | None = None
+    principal: str | None = None
+    content_type: str | None = None
+    body_size: int = 0
+    body_head: bytes = b""
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+class Store(Protocol):
+    """Every adapter implements this; tests/contracts runs one suite against each."""
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    # events ------------------------------------------------------------------
+    def submit(self, batch: AppendBatch, done: Callable[[AppendOutcome], None]) -> None:
+        """Queue an append; ``done`` is called (from a store thread) after commit or failure."""
+        ...
+
+    def append(self, batch: AppendBatch) -> AppendResult:
+        """Blocking append (raises the outcome's error)."""
+        ...
+
+    def read_events(self, query: EventQuery) -> list[StoredEvent]: ...
+
+    def last_seq(self, workspace_id: int) -> int: ...
+
+    def count_events(self, workspace_id: int) -> int: ...
+
+    # workspaces --------------------------------------------------------------
+    def create_workspace(self, slug: str, uuid: str, now_us: int) -> Workspace: ...
+
+    def get_workspace(self, slug: str) -> Workspace | None: ...
+
+    def list_workspaces(self) -> list[Workspace]: ...
+
+    def delete_workspace(self, workspace_id: int) -> None: ...
+
+    # definitions -------------------------------------------------------------
+    def create_definition(
+        self, workspace_id: int, kind: str, name: str, path: str | None, body: dict[str, Any], now_us: int
+    ) -> DefinitionRecord: ...
+
+    def replace_definition(
+        self, workspace_id: int, kind: str, name: str, path: str | None, body: dict[str, Any], now_us: int
+    ) -> DefinitionRecord: ...
+
+    def delete_definition(self, workspace_id: int, kind: str, name: str) -> None: ...
+
+    def get_definition(self, workspace_id: int, kind: str, name: str) -> DefinitionRecord | None: ...
+
+    def find_definition_by_path(self, workspace_id: int, kind: str, path: str) -> DefinitionRecord | None: ...
+
+    def list_definitions(self, workspace_id: int, kind: str) -> list[DefinitionRecord]: ...
+
+    # tokens ------------------------------------------------------------------
+    def create_token(
+        self, workspace_id: int, name: str, token_hash: str, scopes: tuple[str, ...], now_us: int
+    ) -> TokenRecord: ...
+
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    # quarantine --------------------------------------------------------------
+    def add_quarantine(self, entry: QuarantineEntry) -> None:
+        """Record a refused request (may be written asynchronously)."""
+        ...
+
+    def list_quarantine(self, workspace_id: int, limit: int, before_id: int | None) -> list[QuarantineEntry]: ...
+
+    # housekeeping ------------------------------------------------------------
+    def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None: ...
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is committed."""
+        ...

@@ -1,0 +1,363 @@
+"""SqliteStore: the embedded default store (one file, WAL, single group-commit writer)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from iotman.core.clock import Clock, SystemClock
+from iotman.core.workspace import Workspace
+from iotman.errors import Conflict, IotmanError, NotFound
+from iotman.storage.ports import (
+    SEQ_BITS,
+    AppendBatch,
+    AppendOutcome,
+    AppendResult,
+    DefinitionRecord,
+    EventQuery,
+    QuarantineEntry,
+    StoredEvent,
+    TokenRecord,
+)
+from iotman.storage.sqlite import event_reader
+from iotman.storage.sqlite.connection import open_connection
+from iotman.storage.sqlite.event_appender import AppendJob, LogPositions
+from iotman.storage.sqlite.group_writer import GroupWriter
+from iotman.storage.sqlite.migrator import migrate
+
+__all__ = ["SqliteStore"]
+
+_MAX_SEQ = (1 << SEQ_BITS) - 1
+_DEF_COLUMNS = "kind, name, body, version, created_at_us, updated_at_us"
+
+
+def _definition(row: tuple[Any, ...]) -> DefinitionRecord:
+    return DefinitionRecord(row[0], row[1], orjson.loads(row[2]), row[3], row[4], row[5])
+
+
+def _workspace(row: tuple[Any, ...]) -> Workspace:
+    return Workspace(row[0], row[1], row[2], row[3])
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "normal",
+        max_events: int = 20000,
+        idempotency_ttl_us: int = 86_400_000_000,
+        clock: Clock | None = None,
+        on_commit: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._max_events = max_events
+        self._idempotency_ttl_us = idempotency_ttl_us
+        self._clock = clock or SystemClock()
+        self._on_commit = on_commit
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._positions = LogPositions()
+        self._writer: GroupWriter | None = None
+        self._write_conn: sqlite3.Connection | None = None
+
+    # lifecycle ---------------------------------------------------------------------
+    def open(self) -> None:
+        conn = open_connection(self.path, synchronous=self._synchronous, writer=True)
+        migrate(conn)
+        self._write_conn = conn
+        self._writer = GroupWriter(
+            conn, max_events=self._max_events, on_rollback=self._positions.reset, on_commit=self._on_commit
+        )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._write_conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._write_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._write_conn.close()
+            self._write_conn = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._local = threading.local()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = open_connection(self.path, synchronous=self._synchronous)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @property
+    def writer(self) -> GroupWriter:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    def flush(self) -> None:
+        self.writer.call(lambda conn: None)
+
+    # events ------------------------------------------------------------------------
+    def submit(self, batch: AppendBatch, done: Callable[[AppendOutcome], None]) -> None:
+        self.writer.put(AppendJob(batch, done, self._positions, self._idempotency_ttl_us, self._clock.now_us()))
+
+    def append(self, batch: AppendBatch) -> AppendResult:
+        box: list[AppendOutcome] = []
+        ready = threading.Event()
+
+        def done(outcome: AppendOutcome) -> None:
+            box.append(outcome)
+            ready.set()
+
+        self.submit(batch, done)
+        ready.wait()
+        outcome = box[0]
+        if isinstance(outcome, IotmanError):
+            raise outcome
+        return outcome
+
+    def read_events(self, query: EventQuery) -> list[StoredEvent]:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return event_reader.read_events(conn, query)
+        finally:
+            conn.execute("COMMIT")
+
+    def last_seq(self, workspace_id: int) -> int:
+        return event_reader.last_seq(self._reader(), workspace_id)
+
+    def count_events(self, workspace_id: int) -> int:
+        return event_reader.count_events(self._reader(), workspace_id)
+
+    # workspaces --------------------------------------------------------------------
+    def create_workspace(self, slug: str, uuid: str, now_us: int) -> Workspace:
+        def fn(conn: sqlite3.Connection) -> Workspace:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO workspaces (slug, uuid, created_at_us) VALUES (?, ?, ?)", (slug, uuid, now_us)
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"workspace {slug!r} already exists", code="already_exists", field="slug") from None
+            assert cur.lastrowid is not None
+            return Workspace(cur.lastrowid, slug, uuid, now_us)
+
+        result: Workspace = self.writer.call(fn)
+        return result
+
+    def get_workspace(self, slug: str) -> Workspace | None:
+        row = (
+            self._reader()
+            .execute("SELECT id, slug, uuid, created_at_us FROM workspaces WHERE slug=?", (slug,))
+            .fetchone()
+        )
+        return None if row is None else _workspace(row)
+
+    def list_workspaces(self) -> list[Workspace]:
+        rows = self._reader().execute("SELECT id, slug, uuid, created_at_us FROM workspaces ORDER BY slug")
+        return [_workspace(r) for r in rows]
+
+    def delete_workspace(self, workspace_id: int) -> None:
+        base = workspace_id << SEQ_BITS
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM workspaces WHERE id=?", (workspace_id,))
+            for table in ("definitions", "tokens", "idempotency", "quarantine"):
+                conn.execute(f"DELETE FROM {table} WHERE ws_id=?", (workspace_id,))  # noqa: S608
+            conn.execute("DELETE FROM events WHERE pos >= ? AND pos <= ?", (base, base + _MAX_SEQ))
+
+        self.writer.call(fn)
+
+    # definitions -------------------------------------------------------------------
+    def create_definition(
+        self, workspace_id: int, kind: str, name: str, path: str | None, body: dict[str, Any], now_us: int
+    ) -> DefinitionRecord:
+        text = orjson.dumps(body).decode()
+
+        def fn(conn: sqlite3.Connection) -> DefinitionRecord:
+            if conn.execute(
+                "SELECT 1 FROM definitions WHERE ws_id=? AND kind=? AND name=?", (workspace_id, kind, name)
+            ).fetchone():
+                raise Conflict(f"{kind} {name!r} already exists", code="already_exists", field="name")
+            _check_path_free(conn, workspace_id, kind, name, path)
+            conn.execute(
+                "INSERT INTO definitions (ws_id, kind, name, path, body, version, created_at_us, updated_at_us)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                (workspace_id, kind, name, path, text, now_us, now_us),
+            )
+            return DefinitionRecord(kind, name, body, 1, now_us, now_us)
+
+        result: DefinitionRecord = self.writer.call(fn)
+        return result
+
+    def replace_definition(
+        self, workspace_id: int, kind: str, name: str, path: str | None, body: dict[str, Any], now_us: int
+    ) -> DefinitionRecord:
+        text = orjson.dumps(body).decode()
+
+        def fn(conn: sqlite3.Connection) -> DefinitionRecord:
+            row = conn.execute(
+                "SELECT version, created_at_us FROM definitions WHERE ws_id=? AND kind=? AND name=?",
+                (workspace_id, kind, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
+            _check_path_free(conn, workspace_id, kind, name, path)
+            conn.execute(
+                "UPDATE definitions SET path=?, body=?, version=version+1, updated_at_us=?"
+                " WHERE ws_id=? AND kind=? AND name=?",
+                (path, text, now_us, workspace_id, kind, name),
+            )
+            return DefinitionRecord(kind, name, body, row[0] + 1, row[1], now_us)
+
+        result: DefinitionRecord = self.writer.call(fn)
+        return result
+
+    def delete_definition(self, workspace_id: int, kind: str, name: str) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "DELETE FROM definitions WHERE ws_id=? AND kind=? AND name=?", (workspace_id, kind, name)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"{kind} {name!r} does not exist", code=f"{kind}_not_found")
+
+        self.writer.call(fn)
+
+    def get_definition(self, workspace_id: int, kind: str, name: str) -> DefinitionRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_DEF_COLUMNS} FROM definitions WHERE ws_id=? AND kind=? AND name=?",  # noqa: S608
+                (workspace_id, kind, name),
+            )
+            .fetchone()
+        )
+        return None if row is None else _definition(row)
+
+    def find_definition_by_path(self, workspace_id: int, kind: str, path: str) -> DefinitionRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_DEF_COLUMNS} FROM definitions WHERE ws_id=? AND kind=? AND path=?",  # noqa: S608
+                (workspace_id, kind, path),
+            )
+            .fetchone()
+        )
+        return None if row is None else _definition(row)
+
+    def list_definitions(self, workspace_id: int, kind: str) -> list[DefinitionRecord]:
+        rows = self._reader().execute(
+            f"SELECT {_DEF_COLUMNS} FROM definitions WHERE ws_id=? AND kind=? ORDER BY name",  # noqa: S608
+            (workspace_id, kind),
+        )
+        return [_definition(r) for r in rows]
+
+    # tokens ------------------------------------------------------------------------
+    def create_token(
+        self, workspace_id: int, name: str, token_hash: str, scopes: tuple[str, ...], now_us: int
+    ) -> TokenRecord:
+        def fn(conn: sqlite3.Connection) -> TokenRecord:
+            cur = conn.execute(
+                "INSERT INTO tokens (ws_id, name, token_hash, scopes, created_at_us) VALUES (?, ?, ?, ?, ?)",
+                (workspace_id, name, token_hash, orjson.dumps(list(scopes)).decode(), now_us),
+            )
+            assert cur.lastrowid is not None
+            return TokenRecord(cur.lastrowid, workspace_id, name, scopes, now_us)
+
+        result: TokenRecord = self.writer.call(fn)
+        return result
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id, ws_id, name, scopes, created_at_us, expires_at_us FROM tokens WHERE token_hash=?",
+                (token_hash,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return TokenRecord(row[0], row[1], row[2], tuple(orjson.loads(row[3])), row[4], row[5])
+
+    # quarantine --------------------------------------------------------------------
+    def add_quarantine(self, entry: QuarantineEntry) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO quarantine (ws_id, at_us, source, reason, message, principal, content_type,"
+                " body_size, body_head, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.workspace_id,
+                    entry.at_us,
+                    entry.source,
+                    entry.reason,
+                    entry.message,
+                    entry.principal,
+                    entry.content_type,
+                    entry.body_size,
+                    entry.body_head,
+                    orjson.dumps(entry.details).decode(),
+                ),
+            )
+
+        self.writer.call_later(fn)
+
+    def list_quarantine(self, workspace_id: int, limit: int, before_id: int | None) -> list[QuarantineEntry]:
+        rows = self._reader().execute(
+            "SELECT id, at_us, source, reason, message, principal, content_type, body_size, body_head, details"
+            " FROM quarantine WHERE ws_id=? AND id < ? ORDER BY id DESC LIMIT ?",
+            (workspace_id, before_id if before_id is not None else 1 << 62, limit),
+        )
+        return [
+            QuarantineEntry(
+                workspace_id=workspace_id,
+                id=r[0],
+                at_us=r[1],
+                source=r[2],
+                reason=r[3],
+                message=r[4],
+                principal=r[5],
+                content_type=r[6],
+                body_size=r[7],
+                body_head=bytes(r[8]),
+                details=orjson.loads(r[9]),
+            )
+            for r in rows
+        ]
+
+    # housekeeping ------------------------------------------------------------------
+    def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM idempotency WHERE created_at_us < ?", (now_us - idempotency_ttl_us,))
+            for (ws_id,) in conn.execute("SELECT DISTINCT ws_id FROM quarantine").fetchall():
+                conn.execute(
+                    "DELETE FROM quarantine WHERE ws_id=? AND id <= (SELECT id FROM quarantine WHERE ws_id=?"
+                    " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (ws_id, ws_id, quarantine_keep),
+                )
+
+        self.writer.call(fn)
+
+
+def _check_path_free(conn: sqlite3.Connection, ws: int, kind: str, name: str, path: str | None) -> None:
+    if path is None:
+        return
+    row = conn.execute(
+        "SELECT name FROM definitions WHERE ws_id=? AND kind=? AND path=? AND name<>?", (ws, kind, path, name)
+    ).fetchone()
+    if row is not None:
+        raise Conflict(f"path {path!r} is already used by {kind} {row[0]!r}", code="path_taken", field="path")

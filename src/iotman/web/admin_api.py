@@ -1,0 +1,174 @@
+"""The admin API (FastAPI): workspaces, sources, quarantine. SPEC §1.2."""
+
+# no `from __future__ import annotations`: FastAPI resolves the local Annotated aliases at runtime
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from iotman import __version__
+from iotman.access.principal import Principal
+from iotman.connect.json_codec import parse_json
+from iotman.core.source import SourceDefinition
+from iotman.engine.admin_service import definition_json, workspace_json
+from iotman.engine.engine import Engine
+from iotman.errors import BadInput, DefinitionInvalid, IotmanError, PayloadTooLarge
+from iotman.web.admin_auth import SERVER_ADMIN_SCOPE, AdminAuth
+from iotman.web.data_openapi import DATA_PATHS
+from iotman.web.error_responses import error_response
+from iotman.web.ops_routes import add_ops_routes
+
+__all__ = ["admin_app"]
+
+PREFIX = "/api/v1/workspaces"
+MAX_ADMIN_BODY = 4 * 1024 * 1024
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as JSON whatever its Content-Type says, with the error position when it is not."""
+    raw = await request.body()
+    if len(raw) > MAX_ADMIN_BODY:
+        raise PayloadTooLarge(f"admin request bodies are limited to {MAX_ADMIN_BODY} bytes")
+    if not raw.strip():
+        raise BadInput("the request needs a JSON body", code="empty_body")
+    return parse_json(raw)
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
+
+
+def _source_body_doc() -> dict[str, Any]:
+    schema = SourceDefinition.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def iotman_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IotmanError)
+        return error_response(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            errors.append({"field": ".".join(loc), "message": str(err.get("msg", "invalid"))})
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return error_response(
+            DefinitionInvalid(message, code="invalid_request", field=first["field"] or None, details={"errors": errors})
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        body = {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}}
+        return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
+
+    app.add_exception_handler(IotmanError, iotman_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def admin_app(engine: Engine) -> FastAPI:
+    app = FastAPI(
+        title="iotman",
+        version=__version__,
+        description="Admin API of iotman. Ingest and reads live under /data/{ws}/{path} (see docs/api.md).",
+    )
+    _install_error_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"]["/data/{ws}/{path}"] = DATA_PATHS
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    add_ops_routes(app, engine)
+    admin = engine.admin
+    auth = Depends(AdminAuth(engine))
+    Caller = Annotated[Principal, auth]  # noqa: N806 - a type alias
+    JsonBody = Annotated[Any, Depends(json_body)]  # noqa: N806 - a type alias
+
+    @app.get(PREFIX, tags=["workspaces"])
+    def list_workspaces(caller: Caller) -> Response:
+        everything = caller.has_scope(SERVER_ADMIN_SCOPE)
+        spaces = [w for w in admin.list_workspaces() if everything or w.id == caller.workspace_id]
+        return _json({"data": [workspace_json(w) for w in spaces]})
+
+    workspace_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["slug"],
+                        "properties": {"slug": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"}},
+                    }
+                }
+            },
+        }
+    }
+
+    @app.post(PREFIX, tags=["workspaces"], status_code=201, openapi_extra=workspace_doc)
+    def create_workspace(caller: Caller, body: JsonBody) -> Response:
+        if not isinstance(body, dict) or not isinstance(body.get("slug"), str):
+            raise DefinitionInvalid('body must be {"slug": "..."}', field="slug", code="invalid_slug")
+        ws = admin.create_workspace(body["slug"])
+        token, scopes = admin.create_token(ws.slug, preset="full-access", name="workspace-creator")
+        return _json({**workspace_json(ws), "token": token, "token_scopes": list(scopes)}, 201)
+
+    @app.get(PREFIX + "/{ws}", tags=["workspaces"])
+    def get_workspace(ws: str, caller: Caller) -> Response:
+        return _json(workspace_json(admin.workspace(ws)))
+
+    @app.delete(PREFIX + "/{ws}", tags=["workspaces"], status_code=204)
+    def delete_workspace(ws: str, caller: Caller) -> Response:
+        admin.delete_workspace(ws)
+        return Response(status_code=204)
+
+    @app.get(PREFIX + "/{ws}/sources", tags=["sources"])
+    def list_sources(ws: str, caller: Caller) -> Response:
+        return _json({"data": [definition_json(r) for r in admin.list_sources(ws)]})
+
+    @app.post(PREFIX + "/{ws}/sources", tags=["sources"], status_code=201, openapi_extra=_source_body_doc())
+    def create_source(ws: str, caller: Caller, body: JsonBody) -> Response:
+        return _json(definition_json(admin.create_source(ws, body)), 201)
+
+    @app.get(PREFIX + "/{ws}/sources/{name}", tags=["sources"])
+    def get_source(ws: str, name: str, caller: Caller) -> Response:
+        return _json(definition_json(admin.get_source(ws, name)))
+
+    @app.put(PREFIX + "/{ws}/sources/{name}", tags=["sources"], openapi_extra=_source_body_doc())
+    def replace_source(ws: str, name: str, caller: Caller, body: JsonBody) -> Response:
+        return _json(definition_json(admin.replace_source(ws, name, body)))
+
+    @app.delete(PREFIX + "/{ws}/sources/{name}", tags=["sources"], status_code=204)
+    def delete_source(ws: str, name: str, caller: Caller) -> Response:
+        admin.delete_source(ws, name)
+        return Response(status_code=204)
+
+    @app.get(PREFIX + "/{ws}/quarantine", tags=["quarantine"])
+    def list_quarantine(
+        ws: str,
+        caller: Caller,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before_id: Annotated[int | None, Query(ge=1)] = None,
+    ) -> Response:
+        entries, next_id = admin.quarantine(ws, limit, before_id)
+        next_page = None
+        if next_id is not None:
+            next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
+        return _json({"data": entries, "next_page": next_page})
+
+    return app

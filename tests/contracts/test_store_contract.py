@@ -1,0 +1,244 @@
+"""The storage contract: every adapter must pass this suite unchanged.
+
+Add an adapter by adding a factory to ``STORES``; the PostgreSQL adapter will join
+here (issue 10).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from iotman.core.clock import FixedClock
+from iotman.core.ids import ulid_timestamp_ms
+from iotman.errors import Conflict, NotFound, StorageFailure
+from iotman.storage.ports import AppendBatch, AppendOutcome, EventQuery, QuarantineEntry, Store
+from iotman.storage.sqlite import SqliteStore
+
+T0 = 1_795_428_000_000_000
+
+
+def sqlite_store(tmp: Path, clock: FixedClock) -> Store:
+    return SqliteStore(str(tmp / "store.db"), clock=clock, idempotency_ttl_us=3_600_000_000)
+
+
+STORES: dict[str, Callable[[Path, FixedClock], Store]] = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=sorted(STORES))
+def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    clock = FixedClock(T0)
+    return lambda: STORES[request.param](tmp_path, clock)
+
+
+@pytest.fixture
+def store(factory: Callable[[], Store]) -> Iterator[Store]:
+    s = factory()
+    s.open()
+    yield s
+    s.close()
+
+
+def batch(ws: int, *payloads: str, source: str = "readings", at: int = T0, **kw: object) -> AppendBatch:
+    return AppendBatch(ws, source, list(payloads), '{"auth_method":"none"}', at, **kw)  # type: ignore[arg-type]
+
+
+def ws_id(store: Store, slug: str = "acme") -> int:
+    return store.create_workspace(slug, f"uuid-{slug}", T0).id
+
+
+def test_append_assigns_gap_free_seq_and_sorted_ids(store: Store) -> None:
+    ws = ws_id(store)
+    one = store.append(batch(ws, "1"))
+    many = store.append(batch(ws, "2", "3", "4"))
+    assert (one.first_seq, one.last_seq) == (1, 1)
+    assert (many.first_seq, many.last_seq) == (2, 4)
+    ids = one.ids + many.ids
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 4
+    assert ulid_timestamp_ms(ids[0]) == T0 // 1000
+    rows = store.read_events(EventQuery(ws, limit=10, descending=False))
+    assert [r.seq for r in rows] == [1, 2, 3, 4]
+    assert [r.payload for r in rows] == ["1", "2", "3", "4"]
+    assert rows[0].id == ids[0]
+    assert store.last_seq(ws) == 4
+    assert store.count_events(ws) == 4
+
+
+def test_received_at_never_goes_backwards(store: Store) -> None:
+    ws = ws_id(store)
+    store.append(batch(ws, "1", at=T0 + 10))
+    late = store.append(batch(ws, "2", at=T0))
+    assert late.received_at_us == T0 + 10
+
+
+def test_workspaces_have_separate_logs(store: Store) -> None:
+    a, b = ws_id(store, "a"), ws_id(store, "b")
+    store.append(batch(a, "1", "2"))
+    assert store.append(batch(b, "x")).first_seq == 1
+    assert [r.payload for r in store.read_events(EventQuery(b))] == ["x"]
+    store.delete_workspace(b)
+    assert store.read_events(EventQuery(b)) == []
+    assert store.count_events(a) == 2
+
+
+def test_read_order_limits_and_cursors(store: Store) -> None:
+    ws = ws_id(store)
+    store.append(batch(ws, *[str(i) for i in range(1, 11)]))
+    newest = store.read_events(EventQuery(ws, limit=3))
+    assert [r.seq for r in newest] == [10, 9, 8]
+    older = store.read_events(EventQuery(ws, limit=3, before_seq=8))
+    assert [r.seq for r in older] == [7, 6, 5]
+    forward = store.read_events(EventQuery(ws, limit=3, after_seq=8, descending=False))
+    assert [r.seq for r in forward] == [9, 10]
+    window = store.read_events(EventQuery(ws, after_seq=2, before_seq=5, descending=False))
+    assert [r.seq for r in window] == [3, 4]
+
+
+def test_read_by_source_uses_only_that_source(store: Store) -> None:
+    ws = ws_id(store)
+    store.append(batch(ws, "1", source="a"))
+    store.append(batch(ws, "2", source="b"))
+    store.append(batch(ws, "3", source="a"))
+    assert [r.payload for r in store.read_events(EventQuery(ws, source="a"))] == ["3", "1"]
+
+
+def test_time_bounds(store: Store) -> None:
+    ws = ws_id(store)
+    for i in range(10):
+        store.append(batch(ws, str(i), at=T0 + i * 1_000_000))
+    rows = store.read_events(EventQuery(ws, from_us=T0 + 3_000_000, to_us=T0 + 6_000_000, descending=False))
+    assert [r.payload for r in rows] == ["3", "4", "5"]
+    assert store.read_events(EventQuery(ws, from_us=T0 + 100_000_000)) == []
+    assert [r.payload for r in store.read_events(EventQuery(ws, to_us=T0 + 1, descending=False))] == ["0"]
+
+
+def test_idempotency_replay_and_conflict(store: Store) -> None:
+    ws = ws_id(store)
+    first = store.append(batch(ws, "1", idempotency_key="k", fingerprint="f1", idempotency_scope="readings"))
+    again = store.append(batch(ws, "1", idempotency_key="k", fingerprint="f1", idempotency_scope="readings"))
+    assert again.replayed
+    assert (again.ids, again.first_seq) == (first.ids, first.first_seq)
+    with pytest.raises(Conflict):
+        store.append(batch(ws, "2", idempotency_key="k", fingerprint="f2", idempotency_scope="readings"))
+    other_scope = store.append(batch(ws, "1", idempotency_key="k", fingerprint="f1", idempotency_scope="other"))
+    assert not other_scope.replayed
+    assert store.count_events(ws) == 2
+
+
+def test_concurrent_appends_share_commits_and_all_land(store: Store) -> None:
+    ws = ws_id(store)
+    outcomes: list[AppendOutcome] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    total = 2000
+
+    def record(outcome: AppendOutcome) -> None:
+        with lock:
+            outcomes.append(outcome)
+            if len(outcomes) == total:
+                done.set()
+
+    def producer(offset: int) -> None:
+        for i in range(total // 4):
+            store.submit(batch(ws, str(offset + i)), record)
+
+    threads = [threading.Thread(target=producer, args=(k * 10_000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done.wait(30)
+    seqs = sorted(o.first_seq for o in outcomes if not isinstance(o, Exception))
+    assert seqs == list(range(1, total + 1))
+    assert store.count_events(ws) == total
+
+
+def test_a_failing_append_fails_alone_and_leaves_no_gap(store: Store) -> None:
+    ws = ws_id(store)
+    results: list[AppendOutcome] = []
+    ready = threading.Event()
+
+    def record(outcome: AppendOutcome) -> None:
+        results.append(outcome)
+        if len(results) == 3:
+            ready.set()
+
+    store.flush()
+    store.submit(batch(ws, "1"), record)
+    store.submit(batch(ws, None), record)  # type: ignore[arg-type]  # NOT NULL payload: the driver refuses
+    store.submit(batch(ws, "3"), record)
+    assert ready.wait(10)
+    failures = [r for r in results if isinstance(r, StorageFailure)]
+    assert len(failures) == 1
+    rows = store.read_events(EventQuery(ws, descending=False))
+    assert [r.seq for r in rows] == [1, 2]
+    assert [r.payload for r in rows] == ["1", "3"]
+
+
+def test_reopen_continues_the_log(factory: Callable[[], Store]) -> None:
+    s = factory()
+    s.open()
+    ws = ws_id(s)
+    s.append(batch(ws, "1", "2"))
+    s.close()
+    again = factory()
+    again.open()
+    assert again.append(batch(ws, "3")).first_seq == 3
+    again.close()
+
+
+def test_definitions(store: Store) -> None:
+    ws = ws_id(store)
+    created = store.create_definition(ws, "source", "a", "pa", {"name": "a"}, T0)
+    assert created.version == 1
+    with pytest.raises(Conflict):
+        store.create_definition(ws, "source", "a", "pz", {"name": "a"}, T0)
+    with pytest.raises(Conflict) as taken:
+        store.create_definition(ws, "source", "b", "pa", {"name": "b"}, T0)
+    assert taken.value.code == "path_taken"
+    replaced = store.replace_definition(ws, "source", "a", "pb", {"name": "a", "x": 1}, T0 + 1)
+    assert replaced.version == 2
+    assert store.find_definition_by_path(ws, "source", "pb") is not None
+    assert store.find_definition_by_path(ws, "source", "pa") is None
+    got = store.get_definition(ws, "source", "a")
+    assert got is not None
+    assert got.body == {"name": "a", "x": 1}
+    assert [d.name for d in store.list_definitions(ws, "source")] == ["a"]
+    store.delete_definition(ws, "source", "a")
+    with pytest.raises(NotFound):
+        store.delete_definition(ws, "source", "a")
+    with pytest.raises(NotFound):
+        store.replace_definition(ws, "source", "a", None, {}, T0)
+
+
+def test_workspaces_and_tokens(store: Store) -> None:
+    ws = store.create_workspace("acme", "u-1", T0)
+    with pytest.raises(Conflict):
+        store.create_workspace("acme", "u-2", T0)
+    assert store.get_workspace("acme") == ws
+    assert store.get_workspace("nope") is None
+    token = store.create_token(ws.id, "boot", "hash-1", ("iotman:*",), T0)
+    found = store.find_token("hash-1")
+    assert found is not None
+    assert (found.id, found.workspace_id, found.scopes) == (token.id, ws.id, ("iotman:*",))
+    assert store.find_token("hash-2") is None
+    store.delete_workspace(ws.id)
+    assert store.find_token("hash-1") is None
+    # ids are never reused: a new workspace never inherits old positions
+    assert store.create_workspace("acme", "u-3", T0).id != ws.id
+
+
+def test_quarantine_and_pruning(store: Store) -> None:
+    ws = ws_id(store)
+    for i in range(5):
+        store.add_quarantine(QuarantineEntry(ws, T0 + i, "invalid_json", f"bad {i}", body_head=b"{", body_size=1))
+    store.flush()
+    entries = store.list_quarantine(ws, 10, None)
+    assert [e.message for e in entries] == ["bad 4", "bad 3", "bad 2", "bad 1", "bad 0"]
+    assert store.list_quarantine(ws, 2, entries[1].id)[0].message == "bad 2"
+    store.prune(T0, 1, quarantine_keep=2)
+    assert [e.message for e in store.list_quarantine(ws, 10, None)] == ["bad 4", "bad 3"]

@@ -1,0 +1,48 @@
+"""Every route is in the scope table, and every protected route refuses callers without its scope."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from starlette.routing import Route
+
+from iotman.access.route_scopes import ROUTE_SCOPES
+from tests.conftest import Api
+
+
+def app_routes(api: Api) -> set[tuple[str, str]]:
+    app = api.client.app
+    found: set[tuple[str, str]] = set()
+    for router_routes in (app.admin.routes, app.data.routes):  # type: ignore[attr-defined]
+        for route in router_routes:
+            assert isinstance(route, Route)
+            for method in route.methods or ():
+                if method != "HEAD":
+                    found.add((method, route.path))
+    return found
+
+
+def test_every_route_is_in_the_table(api: Api) -> None:
+    routes = app_routes(api)
+    data_405 = {(m, "/data/{ws}/{path}") for m in ("PUT", "PATCH", "DELETE")}
+    missing = routes - set(ROUTE_SCOPES) - data_405
+    assert not missing, f"add these routes to iotman.access.route_scopes.ROUTE_SCOPES: {sorted(missing)}"
+    stale = set(ROUTE_SCOPES) - routes
+    assert not stale, f"the table names routes that do not exist: {sorted(stale)}"
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{ws\}", "acme", re.sub(r"\{name\}", "readings", path))
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(k for k, v in ROUTE_SCOPES.items() if v is not None))
+def test_protected_route_refuses_missing_and_insufficient_tokens(api: Api, method: str, path: str) -> None:
+    api.source(name="readings")
+    url = concrete(path)
+    anonymous = api.client.request(method, url, json={})
+    assert anonymous.status_code == 401, anonymous.text
+    powerless = api.token_for("app:nothing")
+    response = api.client.request(method, url, json={}, headers={"Authorization": f"Bearer {powerless}"})
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["required_scope"] == ROUTE_SCOPES[(method, path)]
