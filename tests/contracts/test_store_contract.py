@@ -103,7 +103,7 @@ def test_read_by_source_uses_only_that_source(store: Store) -> None:
     store.append(batch(ws, "1", source="a"))
     store.append(batch(ws, "2", source="b"))
     store.append(batch(ws, "3", source="a"))
-    assert [r.payload for r in store.read_events(EventQuery(ws, source="a"))] == ["3", "1"]
+    assert [r.payload for r in store.read_events(EventQuery(ws, sources=("a",)))] == ["3", "1"]
 
 
 def test_time_bounds(store: Store) -> None:
@@ -242,3 +242,30 @@ def test_quarantine_and_pruning(store: Store) -> None:
     assert store.list_quarantine(ws, 2, entries[1].id)[0].message == "bad 2"
     store.prune(T0, 1, quarantine_keep=2)
     assert [e.message for e in store.list_quarantine(ws, 10, None)] == ["bad 4", "bad 3"]
+
+
+def test_read_by_several_sources_merges_in_order(store: Store) -> None:
+    ws = ws_id(store)
+    for i, source in enumerate("abcabc"):
+        store.append(batch(ws, str(i), source=source))
+    rows = store.read_events(EventQuery(ws, sources=("a", "c"), limit=3))
+    assert [r.payload for r in rows] == ["5", "3", "2"]
+    rows = store.read_events(EventQuery(ws, sources=("a", "c"), descending=False))
+    assert [r.payload for r in rows] == ["0", "2", "3", "5"]
+
+
+def test_tags_are_stored_and_selected_through_indexes(store: Store) -> None:
+    ws = ws_id(store)
+    store.ensure_tag_index("device_id")
+    store.ensure_tag_index("alarm")
+    store.ensure_tag_index("device_id")  # idempotent
+    tags = ['{"device_id":"d-1"}', '{"device_id":"d-2","alarm":1}', None, '{"device_id":"d-1","alarm":1}']
+    store.append(AppendBatch(ws, "readings", ["1", "2", "3", "4"], "{}", T0, tags=tags))
+    store.append(batch(ws, "5", source="other"))
+    assert [r.payload for r in store.read_events(EventQuery(ws, tags={"device_id": "d-1"}))] == ["4", "1"]
+    assert [r.payload for r in store.read_events(EventQuery(ws, tags={"alarm": "*"}))] == ["4", "2"]
+    both = store.read_events(EventQuery(ws, tags={"alarm": "*", "device_id": "d-1"}))
+    assert [r.payload for r in both] == ["4"]
+    assert store.read_events(EventQuery(ws, tags={"device_id": "d-1"}, sources=("other",))) == []
+    row = store.read_events(EventQuery(ws, tags={"device_id": "d-2"}))[0]
+    assert row.tags == '{"device_id":"d-2","alarm":1}'

@@ -15,7 +15,8 @@ from tests.conftest import Api
 
 def stored(api: Api, source: str | None = None) -> list[dict]:
     ws = api.engine.admin.workspace(api.ws)
-    rows = api.engine.store.read_events(EventQuery(ws.id, source=source, limit=10_000, descending=False))
+    sources = (source,) if source else None
+    rows = api.engine.store.read_events(EventQuery(ws.id, sources=sources, limit=10_000, descending=False))
     return [
         {"seq": r.seq, "id": r.id, "payload": json.loads(r.payload), "metadata": json.loads(r.metadata)} for r in rows
     ]

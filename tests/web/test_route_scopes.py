@@ -46,3 +46,10 @@ def test_protected_route_refuses_missing_and_insufficient_tokens(api: Api, metho
     response = api.client.request(method, url, json={}, headers={"Authorization": f"Bearer {powerless}"})
     assert response.status_code == 403, response.text
     assert response.json()["error"]["required_scope"] == ROUTE_SCOPES[(method, path)]
+
+
+def test_scope_table_collections_match_the_definition_kinds() -> None:
+    from iotman.access.route_scopes import COLLECTIONS
+    from iotman.engine.definition_kinds import KINDS
+
+    assert set(COLLECTIONS) == set(KINDS)

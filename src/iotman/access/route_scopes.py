@@ -8,7 +8,7 @@ is the source's own ``auth`` setting).
 
 from __future__ import annotations
 
-__all__ = ["ROUTE_SCOPES", "required_scope"]
+__all__ = ["COLLECTIONS", "ROUTE_SCOPES", "required_scope"]
 
 ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/healthz"): None,
@@ -20,17 +20,27 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/redoc"): None,
     ("POST", "/data/{ws}/{path}"): None,  # gated by the source's auth / required_scope
     ("GET", "/data/{ws}/{path}"): None,  # gated by the export endpoint's auth / required_scope
+    ("OPTIONS", "/data/{ws}/{path}"): None,  # CORS preflight: answers only for the endpoint's cors_origins
     ("GET", "/api/v1/workspaces"): "iotman:workspaces:read",
     ("POST", "/api/v1/workspaces"): "iotman:workspaces:create",
     ("GET", "/api/v1/workspaces/{ws}"): "iotman:workspaces:read",
     ("DELETE", "/api/v1/workspaces/{ws}"): "iotman:workspaces:delete",
-    ("GET", "/api/v1/workspaces/{ws}/sources"): "iotman:sources:read",
-    ("POST", "/api/v1/workspaces/{ws}/sources"): "iotman:sources:create",
-    ("GET", "/api/v1/workspaces/{ws}/sources/{name}"): "iotman:sources:read",
-    ("PUT", "/api/v1/workspaces/{ws}/sources/{name}"): "iotman:sources:update",
-    ("DELETE", "/api/v1/workspaces/{ws}/sources/{name}"): "iotman:sources:delete",
     ("GET", "/api/v1/workspaces/{ws}/quarantine"): "iotman:quarantine:read",
 }
+
+
+COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints")
+"""Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
+
+for _collection in COLLECTIONS:
+    _base = f"/api/v1/workspaces/{{ws}}/{_collection}"
+    ROUTE_SCOPES[("GET", _base)] = f"iotman:{_collection}:read"
+    ROUTE_SCOPES[("POST", _base)] = f"iotman:{_collection}:create"
+    ROUTE_SCOPES[("GET", _base + "/{name}")] = f"iotman:{_collection}:read"
+    ROUTE_SCOPES[("PUT", _base + "/{name}")] = f"iotman:{_collection}:update"
+    ROUTE_SCOPES[("DELETE", _base + "/{name}")] = f"iotman:{_collection}:delete"
+for _tool in ("jsonpath", "constructor", "tag_rule"):
+    ROUTE_SCOPES[("POST", f"/api/v1/workspaces/{{ws}}/test/{_tool}")] = "iotman:test:run"
 
 
 def required_scope(method: str, path_template: str) -> str | None:

@@ -9,13 +9,13 @@ from pydantic import ValidationError
 
 from iotman.access.bearer_tokens import hash_token, new_token
 from iotman.access.principal import Principal
-from iotman.connect.schema_check import compile_schema
 from iotman.core.clock import Clock, format_us
 from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
-from iotman.core.source import SourceDefinition
 from iotman.core.workspace import Workspace, check_slug
-from iotman.engine.registry import SOURCE_KIND, Registry
+from iotman.engine.definition_checks import DefinitionChecks
+from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, DefinitionKind
+from iotman.engine.registry import Registry
 from iotman.errors import Conflict, DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
 
@@ -51,6 +51,7 @@ class AdminService:
         self._store = store
         self._registry = registry
         self._clock = clock
+        self._checks = DefinitionChecks(store)
 
     # workspaces --------------------------------------------------------------------
     def create_workspace(self, slug: str) -> Workspace:
@@ -87,60 +88,93 @@ class AdminService:
     def principal(self, token: str) -> Principal | None:
         return self._registry.principal(token)
 
-    # sources -------------------------------------------------------------------------
-    def _parse_source(self, body: Any) -> SourceDefinition:
+    # definitions (every collection) ------------------------------------------------
+    def _parse(self, kind: DefinitionKind, body: Any) -> Any:
         if not isinstance(body, dict):
-            raise DefinitionInvalid("a source definition must be a JSON object", code="invalid_definition")
+            raise DefinitionInvalid(f"a {kind.label} definition must be a JSON object", code="invalid_definition")
         body = {k: v for k, v in body.items() if k not in READ_ONLY_FIELDS}
         try:
-            definition = SourceDefinition.model_validate(body)
+            return kind.model.model_validate(body)
         except ValidationError as exc:
-            raise definition_error(exc, "source") from None
-        if definition.json_schema is not None:
-            compile_schema(definition.json_schema)
-        return definition
+            raise definition_error(exc, kind.label) from None
 
-    def create_source(self, slug: str, body: Any) -> DefinitionRecord:
+    def _stored(self, definition: Any) -> dict[str, Any]:
+        stored: dict[str, Any] = definition.stored()
+        return stored
+
+    def create(self, slug: str, collection: str, body: Any) -> DefinitionRecord:
+        kind = KINDS[collection]
         ws = self._registry.workspace(slug)
-        definition = self._parse_source(body)
+        definition = self._parse(kind, body)
+        stored = self._stored(definition)
+        self._checks.check(ws, kind, definition, stored)
         record = self._store.create_definition(
-            ws.id, SOURCE_KIND, definition.name, definition.effective_path, definition.stored(), self._clock.now_us()
+            ws.id, kind.kind, definition.name, kind.parse_path(stored), stored, self._clock.now_us()
         )
-        self._registry.forget_sources(ws)
+        self._after_change(ws, kind, definition)
         return record
 
-    def replace_source(self, slug: str, name: str, body: Any) -> DefinitionRecord:
+    def replace(self, slug: str, collection: str, name: str, body: Any) -> DefinitionRecord:
+        kind = KINDS[collection]
         ws = self._registry.workspace(slug)
         if isinstance(body, dict):
             body = {**body}
             if body.setdefault("name", name) != name:
                 raise DefinitionInvalid(
-                    f"name {body['name']!r} differs from {name!r} in the URL; a source cannot be renamed",
+                    f"name {body['name']!r} differs from {name!r} in the URL; a {kind.label} cannot be renamed",
                     field="name",
                     code="name_mismatch",
                 )
-        definition = self._parse_source(body)
+        definition = self._parse(kind, body)
+        stored = self._stored(definition)
+        self._checks.check(ws, kind, definition, stored)
         record = self._store.replace_definition(
-            ws.id, SOURCE_KIND, name, definition.effective_path, definition.stored(), self._clock.now_us()
+            ws.id, kind.kind, name, kind.parse_path(stored), stored, self._clock.now_us()
         )
-        self._registry.forget_sources(ws)
+        self._after_change(ws, kind, definition)
         return record
 
-    def delete_source(self, slug: str, name: str) -> None:
+    def delete(self, slug: str, collection: str, name: str) -> None:
+        kind = KINDS[collection]
         ws = self._registry.workspace(slug)
-        self._store.delete_definition(ws.id, SOURCE_KIND, name)
-        self._registry.forget_sources(ws)
+        self._checks.check_unused(ws, kind, name)
+        self._store.delete_definition(ws.id, kind.kind, name)
+        self._registry.forget_definitions(ws)
 
-    def get_source(self, slug: str, name: str) -> DefinitionRecord:
+    def get(self, slug: str, collection: str, name: str) -> dict[str, Any]:
+        kind = KINDS[collection]
         ws = self._registry.workspace(slug)
-        record = self._store.get_definition(ws.id, SOURCE_KIND, name)
+        record = self._store.get_definition(ws.id, kind.kind, name)
         if record is None:
-            raise NotFound(f"source {name!r} does not exist", code="source_not_found", field="name")
-        return record
+            code = kind.kind.replace("-", "_") + "_not_found"
+            raise NotFound(f"{kind.label} {name!r} does not exist", code=code, field="name")
+        return self._json(ws, kind, record)
 
-    def list_sources(self, slug: str) -> list[DefinitionRecord]:
+    def list_definitions(self, slug: str, collection: str) -> list[dict[str, Any]]:
+        kind = KINDS[collection]
         ws = self._registry.workspace(slug)
-        return self._store.list_definitions(ws.id, SOURCE_KIND)
+        return [self._json(ws, kind, r) for r in self._store.list_definitions(ws.id, kind.kind)]
+
+    def _json(self, ws: Workspace, kind: DefinitionKind, record: DefinitionRecord) -> dict[str, Any]:
+        out = definition_json(record)
+        if kind is TAG_RULE:
+            out["status"] = self._registry.rule_status(ws, record.name, record.version).to_json()
+        elif kind is OUTPUT:
+            out["status"] = self._registry.output_status(ws, record.name).to_json()
+        return out
+
+    def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
+        if kind is OUTPUT:
+            for key in definition.select.tags or {}:
+                self._store.ensure_tag_index(key)
+        self._registry.forget_definitions(ws)
+
+    # compatibility helpers (CLI and tests) ----------------------------------------------
+    def create_source(self, slug: str, body: Any) -> DefinitionRecord:
+        return self.create(slug, "sources", body)
+
+    def list_sources(self, slug: str) -> list[dict[str, Any]]:
+        return self.list_definitions(slug, "sources")
 
     # quarantine ----------------------------------------------------------------------
     def quarantine(self, slug: str, limit: int, before_id: int | None) -> tuple[list[dict[str, Any]], int | None]:

@@ -12,6 +12,7 @@ from iotman.engine.admin_service import AdminService
 from iotman.engine.ingest_service import IngestService
 from iotman.engine.read_service import ReadService
 from iotman.engine.registry import Registry
+from iotman.engine.test_tools import TestTools
 from iotman.metrics import Metrics
 from iotman.settings import Settings
 from iotman.storage.ports import Store
@@ -37,6 +38,7 @@ class Engine:
         self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
         self.read = ReadService(store, self.reads)
         self.admin = AdminService(store, self.registry, self.clock)
+        self.test_tools = TestTools(self.clock)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
 

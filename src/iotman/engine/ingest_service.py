@@ -20,11 +20,11 @@ from iotman.access.principal import ANONYMOUS, Principal
 from iotman.connect.body_decoder import decode_body
 from iotman.connect.json_codec import dump_json
 from iotman.connect.schema_check import schema_rejection
-from iotman.core.clock import Clock
+from iotman.core.clock import Clock, format_us
 from iotman.core.source import SchemaMode, SourceAuth
 from iotman.core.workspace import Workspace
 from iotman.engine.async_bridge import CompletionRelay
-from iotman.engine.registry import CompiledSource, Registry
+from iotman.engine.registry import CompiledSource, ReadTarget, Registry
 from iotman.errors import Forbidden, IotmanError, NotFound, Unauthenticated
 from iotman.metrics import Metrics
 from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store
@@ -141,6 +141,11 @@ class IngestService:
                 raise
         return source
 
+    async def read_target(self, slug: str, path: str) -> ReadTarget:
+        ws = await self.workspace(slug)
+        target = self._registry.cached_read_target(ws, path)
+        return target if target is not None else await self._blocking(self._registry.read_target, ws, path)
+
     async def principal_for(self, authorization_token: str | None) -> Principal | None:
         if authorization_token is None:
             return None
@@ -172,6 +177,8 @@ class IngestService:
         idempotency_key: str | None = None,
         source_ip: str | None = None,
     ) -> IngestAnswer:
+        if self._registry.cached_tag_set(source.workspace) is None:
+            await self._blocking(self._registry.tag_set, source.workspace)
         try:
             append = self._prepare(
                 source, principal, body, content_type, content_encoding, batch, idempotency_key, source_ip
@@ -216,6 +223,8 @@ class IngestService:
                 raise schema_rejection(problems, decoded.batch)
             warnings = problems
         payloads = [dump_json(v) for v in values]
+        received_at_us = self._clock.now_us()
+        tags = self._tags(source, values, metadata_text, received_at_us)
         if warnings:
             # warn mode keeps the errors with each event (SPEC §2.1: metadata.schema_errors)
             per_event = {w["index"]: w["errors"] for w in warnings}
@@ -234,13 +243,38 @@ class IngestService:
             source=definition.name,
             payloads=payloads,
             metadata=metadata_text,
-            received_at_us=self._clock.now_us(),
+            received_at_us=received_at_us,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             idempotency_scope=source.path + ("#batch" if decoded.batch else ""),
             event_metadata=metadata_texts,
+            tags=tags,
             batch=decoded.batch,
         )
+
+    def _tags(
+        self, source: CompiledSource, values: list[Any], metadata_text: str, received_at_us: int
+    ) -> list[str | None] | None:
+        """Tags of each event (SPEC §3.1), or None when no rule applies to this source."""
+        tag_set = self._registry.cached_tag_set(source.workspace) or self._registry.tag_set(source.workspace)
+        name = source.definition.name
+        rules = tag_set.for_source(name)
+        if not rules:
+            return None
+        received_at = format_us(received_at_us)
+        metadata: dict[str, Any] | None = None
+        out: list[str | None] = []
+        for value in values:
+
+            def envelope(value: Any = value) -> dict[str, Any]:
+                nonlocal metadata
+                if metadata is None:
+                    metadata = {**orjson.loads(metadata_text), "received_at": received_at}
+                return {"payload": value, "metadata": metadata, "source": name, "received_at": received_at}
+
+            tags = tag_set.apply(rules, name, value, envelope, received_at_us)
+            out.append(None if tags is None else dump_json(tags))
+        return out if any(t is not None for t in out) else None
 
     def _metadata_text(self, principal: Principal, source_ip: str | None) -> str:
         """The stored metadata of a request; the same for every request of a device, so cached."""

@@ -1,7 +1,8 @@
-"""Reads of the log through a source's passthrough export (SPEC §2.1 ``read_access``, §5.1).
+"""Reads of the log through export endpoints and sources' read_access (SPEC §5.1).
 
-Pages are rendered by splicing the stored payload texts into the answer, so a read
-never parses and re-serialises events it only passes through.
+A passthrough output splices the stored payload texts into the answer (no parse, no
+re-serialisation); a constructor output parses each payload once and renders it.
+Events a ``strict`` query cannot render are left out and counted on the output.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 
 from iotman.access.principal import Principal
-from iotman.core.source import ReadAuth
-from iotman.engine.registry import CompiledSource
-from iotman.errors import Forbidden, NotFound, Unauthenticated
+from iotman.connect.json_codec import load_json
+from iotman.core.output import EndpointAuth
+from iotman.engine.registry import ReadTarget
+from iotman.errors import Forbidden, Unauthenticated
 from iotman.export.read_params import ReadParams
+from iotman.process.constructor import Constructor, EventView, StrictMissing
 from iotman.storage.ports import EventQuery, Store, StoredEvent
 
-__all__ = ["ReadPage", "ReadService", "check_read_auth"]
+__all__ = ["ReadPage", "ReadService", "check_read_auth", "render_page"]
 
 READ_SCOPE = "iotman:data:read"
 STREAM_CHUNK = 1000
@@ -33,28 +37,71 @@ class ReadPage:
     more: bool
 
 
-def check_read_auth(source: CompiledSource, principal: Principal | None, token_given: bool) -> None:
-    definition = source.definition
-    if not definition.read_access:
-        raise NotFound(
-            f"source {definition.name!r} has no read access; set read_access: true to serve GET on its path",
-            code="read_access_off",
-        )
-    if definition.read_auth is ReadAuth.NONE:
+def check_read_auth(target: ReadTarget, principal: Principal | None, token_given: bool) -> None:
+    if target.auth is EndpointAuth.NONE:
         return
     if principal is None:
         if token_given:
             raise Unauthenticated("the bearer token is not valid", code="invalid_token")
-        if definition.read_auth is ReadAuth.OAUTH2_OR_NONE:
+        if target.auth is EndpointAuth.OAUTH2_OR_NONE:
             return
-        raise Unauthenticated("reading this source requires a bearer token", code="token_required")
-    if principal.workspace_id != source.workspace.id:
+        raise Unauthenticated(f"reading {target.name!r} requires a bearer token", code="token_required")
+    if principal.workspace_id != target.workspace.id:
         raise Unauthenticated(
-            f"the bearer token belongs to another workspace, not {source.workspace.slug!r}",
+            f"the bearer token belongs to another workspace, not {target.workspace.slug!r}",
             code="token_wrong_workspace",
         )
-    if not principal.has_scope(READ_SCOPE):
-        raise Forbidden(f"the token lacks scope {READ_SCOPE!r}", code="insufficient_scope")
+    needed = target.required_scope or READ_SCOPE
+    if not principal.has_scope(needed):
+        raise Forbidden(
+            f"the token lacks scope {needed!r}", code="insufficient_scope", details={"required_scope": needed}
+        )
+
+
+class _Times:
+    """RFC 3339 text of received_at; strftime once per second, not per event."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, us: int) -> str:
+        second, micros = divmod(us, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micros:06d}Z"
+
+
+def _render(constructor: Constructor | None, rows: list[StoredEvent], target: ReadTarget) -> list[str]:
+    if constructor is None:
+        return [r.payload for r in rows]
+    times = _Times()
+    out: list[str] = []
+    for row in rows:
+        view = EventView(
+            load_json(row.payload),
+            seq=row.seq,
+            id=row.id,
+            source=row.source,
+            received_at=times.format(row.received_at_us),
+            metadata_text=row.metadata,
+            tags_text=row.tags,
+        )
+        try:
+            rendered = constructor.render(view)
+        except StrictMissing as exc:
+            target.output.status.fail(f"event {row.id}: {exc}")
+            continue
+        try:
+            out.append(orjson.dumps(rendered).decode())
+        except TypeError:  # integers beyond 64 bits
+            import json
+
+            out.append(json.dumps(rendered, separators=(",", ":")))
+    return out
 
 
 class ReadService:
@@ -63,11 +110,13 @@ class ReadService:
         self._reads = reads
 
     def _query(
-        self, source: CompiledSource, params: ReadParams, limit: int, after: int | None, before: int | None
+        self, target: ReadTarget, params: ReadParams, limit: int, after: int | None, before: int | None
     ) -> EventQuery:
+        output = target.output
         return EventQuery(
-            workspace_id=source.workspace.id,
-            source=source.definition.name,
+            workspace_id=target.workspace.id,
+            sources=output.sources,
+            tags=output.tags,
             after_seq=after,
             before_seq=before,
             from_us=params.from_us,
@@ -76,26 +125,33 @@ class ReadService:
             descending=params.descending,
         )
 
-    async def page(self, source: CompiledSource, params: ReadParams) -> ReadPage:
+    def _read_rendered(self, target: ReadTarget, query: EventQuery) -> tuple[list[StoredEvent], list[str]]:
+        rows = self._store.read_events(query)
+        return rows, _render(target.output.constructor, rows, target)
+
+    async def page(self, target: ReadTarget, params: ReadParams) -> ReadPage:
         limit = params.limit or 100
-        query = self._query(source, params, limit + 1, params.after_seq, params.before_seq)
-        rows = await asyncio.get_running_loop().run_in_executor(self._reads, self._store.read_events, query)
+        query = self._query(target, params, limit + 1, params.after_seq, params.before_seq)
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._reads, self._store.read_events, query)
         more = len(rows) > limit
         rows = rows[:limit]
-        return ReadPage([r.payload for r in rows], rows[-1].seq if rows else None, more)
+        items = await loop.run_in_executor(self._reads, _render, target.output.constructor, rows, target)
+        return ReadPage(items, rows[-1].seq if rows else None, more)
 
-    async def stream(self, source: CompiledSource, params: ReadParams) -> AsyncIterator[bytes]:
-        """NDJSON lines, read in chunks of separate short read transactions."""
+    async def stream(self, target: ReadTarget, params: ReadParams) -> AsyncIterator[bytes]:
+        """NDJSON lines, read and rendered in chunks, each chunk in its own short read transaction."""
         remaining = params.limit
         after, before = params.after_seq, params.before_seq
         loop = asyncio.get_running_loop()
         while remaining is None or remaining > 0:
             size = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
-            query = self._query(source, params, size, after, before)
-            rows: list[StoredEvent] = await loop.run_in_executor(self._reads, self._store.read_events, query)
+            query = self._query(target, params, size, after, before)
+            rows, lines = await loop.run_in_executor(self._reads, self._read_rendered, target, query)
             if not rows:
                 return
-            yield ("\n".join(r.payload for r in rows) + "\n").encode()
+            if lines:
+                yield ("\n".join(lines) + "\n").encode()
             if remaining is not None:
                 remaining -= len(rows)
             if params.descending:

@@ -1,26 +1,34 @@
-"""Cached lookups of workspaces, sources and tokens (the hot path must not query for them).
+"""Cached, compiled definitions and tokens (the hot paths must not query or compile).
 
 Positive results are cached; misses go to the store, so a workspace or token created
 by the CLI in another process is found at once. Definition changes made through this
-engine invalidate the cache; tokens expire from it after ``token_cache_seconds``.
+engine invalidate the workspace's compiled definitions; tokens expire from the cache
+after ``token_cache_seconds``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from iotman.access.bearer_tokens import hash_token
 from iotman.access.principal import Principal
 from iotman.connect.schema_check import SchemaCheck, compile_schema
-from iotman.core.source import SourceDefinition
+from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
+from iotman.core.source import ReadAuth, SourceDefinition
+from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.workspace import Workspace
+from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE
 from iotman.errors import NotFound
+from iotman.process.constructor import Constructor, compile_constructor
+from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
 from iotman.storage.ports import DefinitionRecord, Store
 
-__all__ = ["CompiledSource", "Registry"]
+__all__ = ["SOURCE_KIND", "CompiledOutput", "CompiledSource", "OutputStatus", "ReadTarget", "Registry"]
 
-SOURCE_KIND = "source"
+SOURCE_KIND = SOURCE.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,51 @@ class CompiledSource:
         return self.definition.effective_path
 
 
+@dataclass(slots=True)
+class OutputStatus:
+    """Events an output could not render (``strict`` queries that found nothing), per process."""
+
+    failures: int = 0
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, message: str) -> None:
+        with self.lock:
+            self.failures += 1
+            self.last_error = message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"failures": self.failures, "last_error": self.last_error}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledOutput:
+    name: str
+    sources: tuple[str, ...] | None
+    tags: dict[str, Any] | None
+    constructor: Constructor | None
+    status: OutputStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTarget:
+    """What GET /data/{ws}/{path} serves: an export endpoint, or a source's read_access."""
+
+    workspace: Workspace
+    name: str
+    output: CompiledOutput
+    auth: EndpointAuth
+    required_scope: str | None
+    cors_origins: tuple[str, ...]
+
+
+_READ_AUTH = {
+    ReadAuth.OAUTH2: EndpointAuth.OAUTH2,
+    ReadAuth.OAUTH2_OR_NONE: EndpointAuth.OAUTH2_OR_NONE,
+    ReadAuth.NONE: EndpointAuth.NONE,
+}
+
+
 class Registry:
     def __init__(self, store: Store, *, default_max_body: int, token_ttl_s: float) -> None:
         self._store = store
@@ -42,7 +95,11 @@ class Registry:
         self._token_ttl = token_ttl_s
         self._workspaces: dict[str, Workspace] = {}
         self._sources: dict[tuple[int, str], CompiledSource] = {}
+        self._targets: dict[tuple[int, str], ReadTarget] = {}
+        self._tag_sets: dict[int, TagSet] = {}
         self._tokens: dict[str, tuple[float, Principal]] = {}
+        self._rule_status: dict[tuple[int, str, int], RuleStatus] = {}
+        self._output_status: dict[tuple[int, str], OutputStatus] = {}
         # bumped on every invalidation: a lookup that raced a definition change does not
         # put its (possibly stale) result into the cache
         self._generation = 0
@@ -63,7 +120,16 @@ class Registry:
     def forget_workspace(self, slug: str) -> None:
         ws = self._workspaces.pop(slug, None)
         if ws is not None:
-            self.forget_sources(ws)
+            self.forget_definitions(ws)
+
+    def forget_definitions(self, ws: Workspace) -> None:
+        self._generation += 1
+        # list() copies the keys in one step, safe while other threads add entries
+        for cache in (self._sources, self._targets):
+            for key in list(cache):
+                if key[0] == ws.id:
+                    cache.pop(key, None)
+        self._tag_sets.pop(ws.id, None)
 
     # sources ---------------------------------------------------------------------
     def cached_source(self, ws: Workspace, path: str) -> CompiledSource | None:
@@ -73,30 +139,103 @@ class Registry:
         found = self._sources.get((ws.id, path))
         if found is None:
             generation = self._generation
-            record = self._store.find_definition_by_path(ws.id, SOURCE_KIND, path)
+            record = self._store.find_definition_by_path(ws.id, SOURCE.kind, path)
             if record is None:
                 raise NotFound(
                     f"no source at /data/{ws.slug}/{path}; create one with POST /api/v1/workspaces/{ws.slug}/sources",
                     code="source_not_found",
                     field="path",
                 )
-            found = self.compile(ws, record)
+            found = self.compile_source(ws, record)
             if generation == self._generation:
                 self._sources[(ws.id, path)] = found
         return found
 
-    def compile(self, ws: Workspace, record: DefinitionRecord) -> CompiledSource:
+    def compile_source(self, ws: Workspace, record: DefinitionRecord) -> CompiledSource:
         definition = SourceDefinition.model_validate(record.body)
         schema = None if definition.json_schema is None else compile_schema(definition.json_schema)
         limit = definition.max_body_bytes or self._default_max_body
         return CompiledSource(ws, definition, schema, limit)
 
-    def forget_sources(self, ws: Workspace) -> None:
-        self._generation += 1
-        # list() copies the keys in one step, safe while other threads add entries
-        for key in list(self._sources):
-            if key[0] == ws.id:
-                self._sources.pop(key, None)
+    # tag rules -------------------------------------------------------------------
+    def cached_tag_set(self, ws: Workspace) -> TagSet | None:
+        return self._tag_sets.get(ws.id)
+
+    def tag_set(self, ws: Workspace) -> TagSet:
+        found = self._tag_sets.get(ws.id)
+        if found is None:
+            generation = self._generation
+            rules = [
+                compile_tag_rule(TagRuleDefinition.model_validate(r.body), self.rule_status(ws, r.name, r.version))
+                for r in self._store.list_definitions(ws.id, TAG_RULE.kind)
+            ]
+            found = TagSet(rules)
+            if generation == self._generation:
+                self._tag_sets[ws.id] = found
+        return found
+
+    def rule_status(self, ws: Workspace, name: str, version: int) -> RuleStatus:
+        return self._rule_status.setdefault((ws.id, name, version), RuleStatus())
+
+    # outputs and reads ---------------------------------------------------------------
+    def output_status(self, ws: Workspace, name: str) -> OutputStatus:
+        return self._output_status.setdefault((ws.id, name), OutputStatus())
+
+    def compile_output(self, ws: Workspace, definition: OutputDefinition) -> CompiledOutput:
+        select = definition.select
+        return CompiledOutput(
+            definition.name,
+            tuple(select.sources) if select.sources is not None else None,
+            dict(select.tags) if select.tags else None,
+            compile_constructor(definition.constructor) if definition.constructor is not None else None,
+            self.output_status(ws, definition.name),
+        )
+
+    def output(self, ws: Workspace, name: str) -> CompiledOutput:
+        record = self._store.get_definition(ws.id, OUTPUT.kind, name)
+        if record is None:
+            raise NotFound(f"output {name!r} does not exist", code="output_not_found", field="output")
+        return self.compile_output(ws, OutputDefinition.model_validate(record.body))
+
+    def cached_read_target(self, ws: Workspace, path: str) -> ReadTarget | None:
+        return self._targets.get((ws.id, path))
+
+    def read_target(self, ws: Workspace, path: str) -> ReadTarget:
+        found = self._targets.get((ws.id, path))
+        if found is not None:
+            return found
+        generation = self._generation
+        record = self._store.find_definition_by_path(ws.id, ENDPOINT.kind, path)
+        if record is not None:
+            endpoint = ExportEndpointDefinition.model_validate(record.body)
+            found = ReadTarget(
+                ws,
+                endpoint.name,
+                self.output(ws, endpoint.output),
+                endpoint.auth,
+                endpoint.required_scope,
+                tuple(endpoint.cors_origins),
+            )
+        else:
+            try:
+                source = self.source(ws, path).definition
+            except NotFound:
+                raise NotFound(
+                    f"nothing to read at /data/{ws.slug}/{path}: no export endpoint or source has this path",
+                    code="endpoint_not_found",
+                    field="path",
+                ) from None
+            if not source.read_access:
+                raise NotFound(
+                    f"nothing to read at /data/{ws.slug}/{path}: source {source.name!r} has read_access off "
+                    "and no export endpoint uses this path",
+                    code="read_access_off",
+                )
+            passthrough = CompiledOutput(source.name, (source.name,), None, None, self.output_status(ws, source.name))
+            found = ReadTarget(ws, source.name, passthrough, _READ_AUTH[source.read_auth], None, ())
+        if generation == self._generation:
+            self._targets[(ws.id, path)] = found
+        return found
 
     # tokens ----------------------------------------------------------------------
     def cached_principal(self, token: str) -> Principal | None:

@@ -1,1 +1,1 @@
-"""process stage (arrives with later issues)."""
+"""Process stage: JSONPath queries, tag rules, output selections and constructors."""

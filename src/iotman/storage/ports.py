@@ -43,6 +43,8 @@ class AppendBatch:
     idempotency_key: str | None = None
     fingerprint: str = ""
     idempotency_scope: str = ""
+    tags: list[str | None] | None = None
+    """Per-event tags as JSON text (None: no tags), computed by the tag rules at ingest."""
     event_metadata: list[str] | None = None
     """Per-event metadata when events differ (e.g. schema warnings); else ``metadata`` for all."""
     batch: bool = False
@@ -73,8 +75,12 @@ class StoredEvent:
 
 @dataclass(slots=True)
 class EventQuery:
+    """Events of one workspace. ``sources``: any of these; ``tags``: every {key: value}
+    to match, a value of ``"*"`` meaning "has the tag" (the store uses a tag index)."""
+
     workspace_id: int
-    source: str | None = None
+    sources: tuple[str, ...] | None = None
+    tags: dict[str, Any] | None = None
     after_seq: int | None = None
     before_seq: int | None = None
     from_us: int | None = None
@@ -137,6 +143,10 @@ class Store(Protocol):
     def read_events(self, query: EventQuery) -> list[StoredEvent]: ...
 
     def last_seq(self, workspace_id: int) -> int: ...
+
+    def ensure_tag_index(self, key: str) -> None:
+        """Make selections by tag ``key`` use an index (built over existing events once)."""
+        ...
 
     def count_events(self, workspace_id: int) -> int: ...
 

@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations`: FastAPI resolves the local Annotated aliases at runtime
 
+from enum import Enum
 from typing import Annotated, Any
 
 import orjson
@@ -14,14 +15,15 @@ from starlette.responses import Response
 from iotman import __version__
 from iotman.access.principal import Principal
 from iotman.connect.json_codec import parse_json
-from iotman.core.source import SourceDefinition
-from iotman.engine.admin_service import definition_json, workspace_json
+from iotman.engine.admin_service import AdminService, workspace_json
+from iotman.engine.definition_kinds import KINDS, DefinitionKind
 from iotman.engine.engine import Engine
 from iotman.errors import BadInput, DefinitionInvalid, IotmanError, PayloadTooLarge
 from iotman.web.admin_auth import SERVER_ADMIN_SCOPE, AdminAuth
 from iotman.web.data_openapi import DATA_PATHS
 from iotman.web.error_responses import error_response
 from iotman.web.ops_routes import add_ops_routes
+from iotman.web.test_tool_routes import add_test_tool_routes
 
 __all__ = ["admin_app"]
 
@@ -41,11 +43,6 @@ async def json_body(request: Request) -> Any:
 
 def _json(value: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
-
-
-def _source_body_doc() -> dict[str, Any]:
-    schema = SourceDefinition.model_json_schema(by_alias=True)
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -74,6 +71,60 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IotmanError, iotman_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _body_doc(kind: DefinitionKind) -> dict[str, Any]:
+    schema = kind.model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _add_collection(app: FastAPI, admin: AdminService, kind: DefinitionKind, caller: Any, body_type: Any) -> None:
+    """The five routes of a definition collection (SPEC §1.2)."""
+    base = f"{PREFIX}/{{ws}}/{kind.collection}"
+    tags: list[str | Enum] = [kind.collection]
+    collection = kind.collection
+
+    def list_all(ws: str, _: caller) -> Response:
+        return _json({"data": admin.list_definitions(ws, collection)})
+
+    def create(ws: str, _: caller, body: body_type) -> Response:
+        record = admin.create(ws, collection, body)
+        return _json(admin.get(ws, collection, record.name), 201)
+
+    def get_one(ws: str, name: str, _: caller) -> Response:
+        return _json(admin.get(ws, collection, name))
+
+    def replace(ws: str, name: str, _: caller, body: body_type) -> Response:
+        admin.replace(ws, collection, name, body)
+        return _json(admin.get(ws, collection, name))
+
+    def delete(ws: str, name: str, _: caller) -> Response:
+        admin.delete(ws, collection, name)
+        return Response(status_code=204)
+
+    label = kind.label
+    app.add_api_route(base, list_all, methods=["GET"], tags=tags, summary=f"List {label}s")
+    app.add_api_route(
+        base,
+        create,
+        methods=["POST"],
+        tags=tags,
+        status_code=201,
+        openapi_extra=_body_doc(kind),
+        summary=f"Create a {label}",
+    )
+    app.add_api_route(base + "/{name}", get_one, methods=["GET"], tags=tags, summary=f"Read a {label}")
+    app.add_api_route(
+        base + "/{name}",
+        replace,
+        methods=["PUT"],
+        tags=tags,
+        openapi_extra=_body_doc(kind),
+        summary=f"Replace a {label}",
+    )
+    app.add_api_route(
+        base + "/{name}", delete, methods=["DELETE"], tags=tags, status_code=204, summary=f"Delete a {label}"
+    )
 
 
 def admin_app(engine: Engine) -> FastAPI:
@@ -136,26 +187,9 @@ def admin_app(engine: Engine) -> FastAPI:
         admin.delete_workspace(ws)
         return Response(status_code=204)
 
-    @app.get(PREFIX + "/{ws}/sources", tags=["sources"])
-    def list_sources(ws: str, caller: Caller) -> Response:
-        return _json({"data": [definition_json(r) for r in admin.list_sources(ws)]})
-
-    @app.post(PREFIX + "/{ws}/sources", tags=["sources"], status_code=201, openapi_extra=_source_body_doc())
-    def create_source(ws: str, caller: Caller, body: JsonBody) -> Response:
-        return _json(definition_json(admin.create_source(ws, body)), 201)
-
-    @app.get(PREFIX + "/{ws}/sources/{name}", tags=["sources"])
-    def get_source(ws: str, name: str, caller: Caller) -> Response:
-        return _json(definition_json(admin.get_source(ws, name)))
-
-    @app.put(PREFIX + "/{ws}/sources/{name}", tags=["sources"], openapi_extra=_source_body_doc())
-    def replace_source(ws: str, name: str, caller: Caller, body: JsonBody) -> Response:
-        return _json(definition_json(admin.replace_source(ws, name, body)))
-
-    @app.delete(PREFIX + "/{ws}/sources/{name}", tags=["sources"], status_code=204)
-    def delete_source(ws: str, name: str, caller: Caller) -> Response:
-        admin.delete_source(ws, name)
-        return Response(status_code=204)
+    for kind in KINDS.values():
+        _add_collection(app, admin, kind, Caller, JsonBody)
+    add_test_tool_routes(app, engine, Caller, JsonBody)
 
     @app.get(PREFIX + "/{ws}/quarantine", tags=["quarantine"])
     def list_quarantine(

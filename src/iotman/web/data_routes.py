@@ -40,6 +40,17 @@ def _guard(endpoint: Endpoint) -> Endpoint:
     return guarded
 
 
+def cors_headers(allowed: tuple[str, ...], origin: str | None) -> dict[str, str]:
+    """CORS answer headers when the request's Origin is allowed (``*`` allows any)."""
+    if not allowed or origin is None:
+        return {}
+    if "*" in allowed:
+        return {"Access-Control-Allow-Origin": "*"}
+    if origin in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    return {}
+
+
 def data_router(engine: Engine) -> Router:
     ingest = engine.ingest
     metrics = engine.metrics
@@ -47,20 +58,40 @@ def data_router(engine: Engine) -> Router:
 
     async def get_data(request: Request) -> Response:
         params = request.path_params
-        source = await ingest.resolve(params["ws"], params["path"])
+        target = await ingest.read_target(params["ws"], params["path"])
+        cors = cors_headers(target.cors_origins, request.headers.get("origin"))
         token = parse_bearer(request.headers.get("authorization"))
         principal = await ingest.principal_for(token)
-        check_read_auth(source, principal, token is not None)
-        streaming = _NDJSON in request.headers.get("accept", "")
-        read = parse_read_params(request.query_params, streaming=streaming)
+        try:
+            check_read_auth(target, principal, token is not None)
+            streaming = _NDJSON in request.headers.get("accept", "")
+            read = parse_read_params(request.query_params, streaming=streaming)
+        except IotmanError as exc:
+            return error_response(exc, cors)
         reads_ok.inc()
         if streaming:
-            return StreamingResponse(engine.read.stream(source, read), media_type=_NDJSON)
-        page = await engine.read.page(source, read)
+            return StreamingResponse(engine.read.stream(target, read), media_type=_NDJSON, headers=cors)
+        page = await engine.read.page(target, read)
         next_url = None
         if page.more and page.last_seq is not None:
             next_url = str(request.url.replace(query=read.next_page_query(page.last_seq)))
-        return Response(render_page(page, next_url), media_type="application/json")
+        return Response(render_page(page, next_url), media_type="application/json", headers=cors)
+
+    async def preflight(request: Request) -> Response:
+        """CORS preflight for export endpoints with cors_origins."""
+        params = request.path_params
+        target = await ingest.read_target(params["ws"], params["path"])
+        cors = cors_headers(target.cors_origins, request.headers.get("origin"))
+        if not cors:
+            return Response(status_code=403)
+        cors.update(
+            {
+                "Access-Control-Allow-Methods": "GET, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Accept, Last-Event-ID",
+                "Access-Control-Max-Age": "600",
+            }
+        )
+        return Response(status_code=204, headers=cors)
 
     async def method_not_allowed(request: Request) -> Response:
         return Response(
@@ -83,6 +114,7 @@ def data_router(engine: Engine) -> Router:
         default=not_found,
         routes=[
             Route("/data/{ws}/{path}", _guard(get_data), methods=["GET"]),
+            Route("/data/{ws}/{path}", _guard(preflight), methods=["OPTIONS"]),
             # POST is served by web/ingest_endpoint.py before this router is reached
             Route("/data/{ws}/{path}", method_not_allowed, methods=["POST", "PUT", "PATCH", "DELETE"]),
         ],

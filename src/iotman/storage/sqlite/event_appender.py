@@ -11,9 +11,12 @@ from iotman.core.ids import UlidFactory
 from iotman.errors import Conflict
 from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult
 
-__all__ = ["INSERT_EVENT", "AppendJob", "LogPositions"]
+__all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions"]
 
 INSERT_EVENT = "INSERT INTO events (pos, id, source, received_at_us, payload, metadata) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_TAGGED = (
+    "INSERT INTO events (pos, id, source, received_at_us, payload, metadata, tags) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _LAST = "SELECT pos, received_at_us FROM events WHERE pos >= ? AND pos <= ? ORDER BY pos DESC LIMIT 1"
 
 
@@ -88,12 +91,14 @@ class AppendJob:
         base = (ws << SEQ_BITS) + first
         source = batch.source
         metadata = batch.metadata
-        if batch.event_metadata is not None:
+        if batch.tags is not None or batch.event_metadata is not None:
+            metas = batch.event_metadata or [metadata] * count
+            tags = batch.tags or [None] * count
             conn.executemany(
-                INSERT_EVENT,
+                INSERT_TAGGED,
                 [
-                    (base + i, ids[i], source, received, p, m)
-                    for i, (p, m) in enumerate(zip(batch.payloads, batch.event_metadata, strict=True))
+                    (base + i, ids[i], source, received, p, m, t)
+                    for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
                 ],
             )
         elif count == 1:

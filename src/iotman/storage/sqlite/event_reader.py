@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sqlite3
+from typing import Any
 
 from iotman.storage.ports import SEQ_BITS, EventQuery, StoredEvent
+from iotman.storage.sqlite.tag_index import index_names, tag_expression
 
 __all__ = ["count_events", "first_pos_at_or_after", "last_seq", "read_events"]
 
@@ -51,18 +55,49 @@ def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent
     if lo > hi or query.limit <= 0:
         return []
     order = "DESC" if query.descending else "ASC"
-    if query.source is None:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE pos >= ? AND pos <= ? ORDER BY pos {order} LIMIT ?"  # noqa: S608
-        params: tuple[object, ...] = (lo, hi, query.limit)
-    else:
-        sql = (
-            f"SELECT {_COLUMNS} FROM events INDEXED BY events_by_source"  # noqa: S608
-            f" WHERE source = ? AND pos >= ? AND pos <= ? ORDER BY pos {order} LIMIT ?"
-        )
-        params = (query.source, lo, hi, query.limit)
-    return [
-        StoredEvent(row[0] - base, row[1], row[2], row[3], row[4], row[5], row[6]) for row in conn.execute(sql, params)
-    ]
+    sources = query.sources
+    if not query.tags and sources is not None and len(sources) > 1:
+        # one ordered index range per source, merged: no sort of every match
+        runs = [_select(conn, base, lo, hi, order, query.limit, (source,), None) for source in sources]
+        merged = heapq.merge(*runs, key=lambda e: e.seq, reverse=query.descending)
+        return list(itertools.islice(merged, query.limit))
+    return _select(conn, base, lo, hi, order, query.limit, sources, query.tags)
+
+
+def _select(
+    conn: sqlite3.Connection,
+    base: int,
+    lo: int,
+    hi: int,
+    order: str,
+    limit: int,
+    sources: tuple[str, ...] | None,
+    tags: dict[str, Any] | None,
+) -> list[StoredEvent]:
+    where = ["pos >= ?", "pos <= ?"]
+    params: list[Any] = [lo, hi]
+    hint = ""
+    if tags:
+        # the index of one tag drives the scan (a value match before a "has tag"); the rest filter
+        keys = sorted(tags, key=lambda k: tags[k] == "*")
+        by_value, by_presence = index_names(keys[0])
+        hint = f" INDEXED BY {by_presence if tags[keys[0]] == '*' else by_value}"
+        for key in keys:
+            if tags[key] == "*":
+                where.append(f"{tag_expression(key)} IS NOT NULL")
+            else:
+                where.append(f"{tag_expression(key)} = ?")
+                params.append(tags[key])
+        if sources is not None:
+            where.append(f"source IN ({', '.join('?' * len(sources))})")
+            params.extend(sources)
+    elif sources is not None:
+        hint = " INDEXED BY events_by_source"
+        where.append("source = ?")
+        params.append(sources[0])
+    params.append(limit)
+    sql = f"SELECT {_COLUMNS} FROM events{hint} WHERE {' AND '.join(where)} ORDER BY pos {order} LIMIT ?"  # noqa: S608
+    return [StoredEvent(r[0] - base, r[1], r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(sql, params)]
 
 
 def last_seq(conn: sqlite3.Connection, workspace_id: int) -> int:

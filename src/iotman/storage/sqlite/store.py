@@ -29,6 +29,7 @@ from iotman.storage.sqlite.connection import open_connection
 from iotman.storage.sqlite.event_appender import AppendJob, LogPositions
 from iotman.storage.sqlite.group_writer import GroupWriter
 from iotman.storage.sqlite.migrator import migrate
+from iotman.storage.sqlite.tag_index import index_names, tag_index_ddl
 
 __all__ = ["SqliteStore"]
 
@@ -140,6 +141,18 @@ class SqliteStore:
 
     def last_seq(self, workspace_id: int) -> int:
         return event_reader.last_seq(self._reader(), workspace_id)
+
+    def ensure_tag_index(self, key: str) -> None:
+        statements = tag_index_ddl(key)
+        first = index_names(key)[0]
+        if self._reader().execute("SELECT 1 FROM sqlite_master WHERE name=?", (first,)).fetchone():
+            return
+
+        def fn(conn: sqlite3.Connection) -> None:
+            for statement in statements:
+                conn.execute(statement)
+
+        self.writer.call(fn)
 
     def count_events(self, workspace_id: int) -> int:
         return event_reader.count_events(self._reader(), workspace_id)

@@ -1,0 +1,113 @@
+"""Cross-checks of definitions when they are saved or deleted.
+
+Each definition is compiled (queries, constructors, schemas, regular expressions) so
+a mistake is a 422 at save time with the field and position, never a failure at
+ingest or read time. References between definitions are checked both ways: an
+output cannot select an unknown source or tag, and an output still served by an
+endpoint cannot be deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iotman.connect.schema_check import compile_schema
+from iotman.core.output import ExportEndpointDefinition, OutputDefinition
+from iotman.core.source import SourceDefinition
+from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.workspace import Workspace
+from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, DefinitionKind
+from iotman.errors import Conflict, DefinitionInvalid
+from iotman.process.constructor import compile_constructor
+from iotman.process.tag_rules import compile_tag_rule
+from iotman.storage.ports import Store
+
+__all__ = ["DefinitionChecks"]
+
+
+class DefinitionChecks:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _names(self, ws: Workspace, kind: DefinitionKind) -> set[str]:
+        return {r.name for r in self._store.list_definitions(ws.id, kind.kind)}
+
+    def check(self, ws: Workspace, kind: DefinitionKind, definition: Any, stored: dict[str, Any]) -> None:
+        if kind is SOURCE:
+            self._source(ws, definition, stored)
+        elif kind is TAG_RULE:
+            self._tag_rule(ws, definition)
+        elif kind is OUTPUT:
+            self._output(ws, definition)
+        elif kind is ENDPOINT:
+            self._endpoint(ws, definition, stored)
+
+    def _source(self, ws: Workspace, definition: SourceDefinition, stored: dict[str, Any]) -> None:
+        if definition.json_schema is not None:
+            compile_schema(definition.json_schema)
+        if definition.read_access:
+            endpoint = self._store.find_definition_by_path(ws.id, ENDPOINT.kind, stored["path"])
+            if endpoint is not None:
+                raise Conflict(
+                    f"export endpoint {endpoint.name!r} already serves GET on path {stored['path']!r}; "
+                    "read_access would serve it too",
+                    code="path_taken",
+                    field="read_access",
+                )
+
+    def _unknown_sources(self, ws: Workspace, names: list[str] | None, field: str) -> None:
+        if names is None:
+            return
+        unknown = sorted(set(names) - self._names(ws, SOURCE))
+        if unknown:
+            raise DefinitionInvalid(f"{field} names unknown source {unknown[0]!r}", code="unknown_source", field=field)
+
+    def _tag_rule(self, ws: Workspace, definition: TagRuleDefinition) -> None:
+        compile_tag_rule(definition)
+        self._unknown_sources(ws, definition.sources, "sources")
+
+    def _output(self, ws: Workspace, definition: OutputDefinition) -> None:
+        if definition.constructor is not None:
+            compile_constructor(definition.constructor)
+        self._unknown_sources(ws, definition.select.sources, "select.sources")
+        tags = definition.select.tags or {}
+        unknown = sorted(set(tags) - self._names(ws, TAG_RULE))
+        if unknown:
+            raise DefinitionInvalid(
+                f"select.tags names {unknown[0]!r}, but no tag rule makes that tag",
+                code="unknown_tag",
+                field="select.tags",
+            )
+
+    def _endpoint(self, ws: Workspace, definition: ExportEndpointDefinition, stored: dict[str, Any]) -> None:
+        if definition.output not in self._names(ws, OUTPUT):
+            raise DefinitionInvalid(
+                f"output {definition.output!r} does not exist", code="unknown_output", field="output"
+            )
+        source = self._store.find_definition_by_path(ws.id, SOURCE.kind, stored["path"])
+        if source is not None and source.body.get("read_access"):
+            raise Conflict(
+                f"source {source.name!r} serves GET on path {stored['path']!r} (read_access); turn it off first",
+                code="path_taken",
+                field="path",
+            )
+
+    def check_unused(self, ws: Workspace, kind: DefinitionKind, name: str) -> None:
+        """Refuse to delete what another definition still uses."""
+        users: list[str] = []
+        if kind is OUTPUT:
+            users = [r.name for r in self._store.list_definitions(ws.id, ENDPOINT.kind) if r.body["output"] == name]
+            what = "export endpoint"
+        elif kind is TAG_RULE:
+            users = [
+                r.name
+                for r in self._store.list_definitions(ws.id, OUTPUT.kind)
+                if name in (r.body.get("select", {}).get("tags") or {})
+            ]
+            what = "output"
+        if users:
+            raise Conflict(
+                f"{kind.label} {name!r} is used by {what} {users[0]!r}; change or delete that first",
+                code="in_use",
+                details={"used_by": users},
+            )

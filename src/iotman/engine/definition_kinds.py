@@ -1,0 +1,40 @@
+"""The definition kinds of the admin API: where they live, how they are parsed.
+
+Each kind is a collection under /api/v1/workspaces/{ws}/ (SPEC §1.2) stored in the
+generic definitions table; the admin service validates, cross-checks and stores
+them, and the web layer registers the same five routes for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from iotman.core.output import ExportEndpointDefinition, OutputDefinition
+from iotman.core.source import SourceDefinition
+from iotman.core.tag_rule import TagRuleDefinition
+
+__all__ = ["ENDPOINT", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "DefinitionKind"]
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionKind:
+    kind: str  # stored kind
+    collection: str  # URL segment and scope resource: iotman:<collection>:<action>
+    label: str
+    model: type[BaseModel]
+
+    def parse_path(self, stored: dict[str, Any]) -> str | None:
+        """The definition's /data path, when the kind has one (unique per kind and workspace)."""
+        path = stored.get("path")
+        return path if isinstance(path, str) else None
+
+
+SOURCE = DefinitionKind("source", "sources", "source", SourceDefinition)
+TAG_RULE = DefinitionKind("tag-rule", "tag-rules", "tag rule", TagRuleDefinition)
+OUTPUT = DefinitionKind("output", "outputs", "output", OutputDefinition)
+ENDPOINT = DefinitionKind("export-endpoint", "export-endpoints", "export endpoint", ExportEndpointDefinition)
+
+KINDS: dict[str, DefinitionKind] = {k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT)}

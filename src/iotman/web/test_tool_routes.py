@@ -1,0 +1,38 @@
+"""POST /api/v1/workspaces/{ws}/test/{jsonpath|constructor|tag_rule} (SPEC §8)."""
+
+# no `from __future__ import annotations`: FastAPI resolves the parameter annotations at runtime
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from iotman.engine.engine import Engine
+from iotman.errors import DefinitionInvalid
+
+__all__ = ["add_test_tool_routes"]
+
+
+def add_test_tool_routes(app: FastAPI, engine: Engine, caller: Any, body_type: Any) -> None:
+    tools = engine.test_tools
+
+    def run(ws: str, tool: str, body: Any) -> Response:
+        engine.admin.workspace(ws)
+        if not isinstance(body, dict):
+            raise DefinitionInvalid("the body must be a JSON object", code="invalid_request")
+        result = {"jsonpath": tools.jsonpath, "constructor": tools.constructor, "tag_rule": tools.tag_rule}[tool](body)
+        return Response(orjson.dumps(result), media_type="application/json")
+
+    def jsonpath(ws: str, _: caller, body: body_type) -> Response:
+        return run(ws, "jsonpath", body)
+
+    def constructor(ws: str, _: caller, body: body_type) -> Response:
+        return run(ws, "constructor", body)
+
+    def tag_rule(ws: str, _: caller, body: body_type) -> Response:
+        return run(ws, "tag_rule", body)
+
+    base = "/api/v1/workspaces/{ws}/test/"
+    for name, endpoint in (("jsonpath", jsonpath), ("constructor", constructor), ("tag_rule", tag_rule)):
+        app.add_api_route(base + name, endpoint, methods=["POST"], tags=["test tools"], summary=f"Test a {name}")
