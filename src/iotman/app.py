@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from iotman.core.clock import Clock
 from iotman.engine.engine import Engine
-from iotman.errors import DefinitionInvalid
+from iotman.errors import ConfigurationError
 from iotman.metrics import Metrics
 from iotman.settings import Settings
 from iotman.storage.ports import Store
@@ -27,12 +27,12 @@ def build_store(settings: Settings, *, metrics: Metrics | None = None, clock: Cl
             on_commit=metrics.observe_commit if metrics is not None else None,
         )
     if url.startswith(("postgresql:", "postgres:")):
-        raise DefinitionInvalid(
+        raise ConfigurationError(
             "the PostgreSQL store is not available in this version; use sqlite:///path or --data DIR",
             code="store_unsupported",
             field="store",
         )
-    raise DefinitionInvalid(
+    raise ConfigurationError(
         f"unknown store URL {url!r}; expected sqlite:///path", code="store_unsupported", field="store"
     )
 

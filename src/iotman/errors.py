@@ -20,6 +20,7 @@ delivery layers (web, cli) map these classes to HTTP statuses or exit codes.
     ├── Unauthenticated          missing or invalid credentials (HTTP 401)
     ├── Forbidden                valid credentials without the right (HTTP 403)
     ├── Unavailable              shutting down or store unreachable (HTTP 503)
+    ├── ConfigurationError       a setting or store URL is wrong (CLI exit 2)
     └── StorageFailure           the store failed unexpectedly (HTTP 500)
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "BadInput",
+    "ConfigurationError",
     "Conflict",
     "DefinitionInvalid",
     "Forbidden",
@@ -134,6 +136,10 @@ class Forbidden(IotmanError):
 
 class Unavailable(IotmanError):
     code = "unavailable"
+
+
+class ConfigurationError(IotmanError):
+    code = "invalid_setting"
 
 
 class StorageFailure(IotmanError):

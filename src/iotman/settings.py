@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from iotman.errors import InvalidQuery
+from iotman.errors import ConfigurationError
 
 __all__ = ["SETTINGS_TABLE", "Setting", "Settings", "load_settings", "settings_markdown"]
 
@@ -95,7 +95,6 @@ class Settings:
     log_format: str = "json"
     access_log: bool = False
     read_threads: int = 8
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def store_url(self) -> str:
         if self.store:
@@ -118,7 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
-            raise InvalidQuery(f"{setting.env}: {exc}", code="invalid_setting", field=setting.name) from exc
+            raise ConfigurationError(f"{setting.env}: {exc}", field=setting.name) from exc
     settings = Settings(**values)
     return settings.with_overrides(**overrides)
 
@@ -140,4 +139,4 @@ def settings_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-assert set(_settings_fields()) == {f.name for f in fields(Settings)} - {"extra"}, "settings table drifted"
+assert set(_settings_fields()) == {f.name for f in fields(Settings)}, "settings table drifted"

@@ -216,6 +216,7 @@ def test_definitions(store: Store) -> None:
 
 
 def test_workspaces_and_tokens(store: Store) -> None:
+    keep = store.create_workspace("keep", "u-0", T0)
     ws = store.create_workspace("acme", "u-1", T0)
     with pytest.raises(Conflict):
         store.create_workspace("acme", "u-2", T0)
@@ -230,6 +231,18 @@ def test_workspaces_and_tokens(store: Store) -> None:
     assert store.find_token("hash-1") is None
     # ids are never reused: a new workspace never inherits old positions
     assert store.create_workspace("acme", "u-3", T0).id != ws.id
+    store.delete_workspace(store.get_workspace("acme").id)  # type: ignore[union-attr]
+    with pytest.raises(Conflict) as last:
+        store.delete_workspace(keep.id)
+    assert last.value.code == "last_workspace"
+
+
+def test_appends_queued_for_a_deleted_workspace_are_refused(store: Store) -> None:
+    a, b = ws_id(store, "a"), ws_id(store, "b")
+    store.delete_workspace(b)
+    with pytest.raises(NotFound):
+        store.append(batch(b, "1"))
+    assert store.append(batch(a, "1")).first_seq == 1
 
 
 def test_quarantine_and_pruning(store: Store) -> None:

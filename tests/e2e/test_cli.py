@@ -48,3 +48,15 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     store = run("serve", "--store", "postgresql://localhost/x", "--data", data)
     assert store.returncode == 2
     assert json.loads(store.stderr)["error"]["code"] == "store_unsupported"
+
+
+def test_server_admin_token(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    run("workspace", "create", "demo", "--data", data)
+    token = run("token", "create", "--server-admin", "--data", data)
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip().startswith("iotman_pat_")
+    mixed = run("token", "create", "--server-admin", "--workspace", "demo", "--data", data)
+    assert mixed.returncode == 2
+    neither = run("token", "create", "--data", data)
+    assert json.loads(neither.stderr)["error"]["field"] == "workspace"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from iotman.errors import InvalidQuery
+from iotman.errors import ConfigurationError
 from iotman.settings import SETTINGS_TABLE, load_settings, settings_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ def test_environment_overrides_and_errors() -> None:
     assert settings.port == 9000
     assert settings.access_log is True
     assert load_settings(environ={"IOTMAN_PORT": "9000"}, port=7000).port == 7000
-    with pytest.raises(InvalidQuery) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         load_settings(environ={"IOTMAN_SQLITE_SYNCHRONOUS": "sometimes"})
     assert caught.value.field == "sqlite_synchronous"
     assert {s.env for s in SETTINGS_TABLE} >= {"IOTMAN_DATA", "IOTMAN_STORE"}

@@ -5,8 +5,13 @@ from __future__ import annotations
 from tests.conftest import Api
 
 
+def server(api: Api) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.engine.admin.create_server_token()}"}
+
+
 def test_create_list_get_delete_workspace(api: Api) -> None:
-    created = api.client.post("/api/v1/workspaces", json={"slug": "beta"}, headers=api.auth)
+    admin = server(api)
+    created = api.client.post("/api/v1/workspaces", json={"slug": "beta"}, headers=admin)
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["slug"] == "beta"
@@ -15,27 +20,48 @@ def test_create_list_get_delete_workspace(api: Api) -> None:
     # the returned token administers the new workspace
     new_auth = {"Authorization": f"Bearer {body['token']}"}
     assert api.client.get("/api/v1/workspaces/beta/sources", headers=new_auth).status_code == 200
-    listed = api.client.get("/api/v1/workspaces", headers=api.auth).json()["data"]
+    listed = api.client.get("/api/v1/workspaces", headers=admin).json()["data"]
     assert [w["slug"] for w in listed] == ["acme", "beta"]
-    assert api.client.get("/api/v1/workspaces/beta", headers=api.auth).json()["uuid"] == body["uuid"]
-    assert api.client.delete("/api/v1/workspaces/beta", headers=api.auth).status_code == 204
-    assert api.client.get("/api/v1/workspaces/beta", headers=api.auth).status_code == 404
+    assert api.client.get("/api/v1/workspaces/beta", headers=admin).json()["uuid"] == body["uuid"]
+    assert api.client.delete("/api/v1/workspaces/beta", headers=admin).status_code == 204
+    assert api.client.get("/api/v1/workspaces/beta", headers=admin).status_code == 404
+
+
+def test_workspace_tokens_stay_in_their_workspace(api: Api) -> None:
+    api.engine.admin.create_workspace("beta")
+    beta_full, _ = api.engine.admin.create_token("beta", preset="full-access")
+    beta = {"Authorization": f"Bearer {beta_full}"}
+    refused = api.client.post("/api/v1/workspaces", json={"slug": "gamma"}, headers=beta)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "server_admin_required"
+    assert [w["slug"] for w in api.client.get("/api/v1/workspaces", headers=beta).json()["data"]] == ["beta"]
+    for method in ("GET", "DELETE"):
+        response = api.client.request(method, "/api/v1/workspaces/acme", headers=beta)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "token_wrong_workspace"
+    # an unknown workspace answers the same, so slugs cannot be probed
+    ghost = api.client.get("/api/v1/workspaces/ghost/sources", headers=beta)
+    assert ghost.status_code == 401
+    assert ghost.json()["error"]["code"] == "token_wrong_workspace"
+    assert api.client.delete("/api/v1/workspaces/beta", headers=beta).status_code == 204
+    assert api.engine.store.get_workspace("acme") is not None
 
 
 def test_workspace_errors(api: Api) -> None:
-    bad = api.client.post("/api/v1/workspaces", json={"slug": "Bad Slug"}, headers=api.auth)
+    admin = server(api)
+    bad = api.client.post("/api/v1/workspaces", json={"slug": "Bad Slug"}, headers=admin)
     assert bad.status_code == 422
     assert bad.json()["error"] == {
         "code": "invalid_slug",
         "message": "slug must be 1 to 64 characters of a-z, 0-9 and '-'",
         "field": "slug",
     }
-    dup = api.client.post("/api/v1/workspaces", json={"slug": "acme"}, headers=api.auth)
+    dup = api.client.post("/api/v1/workspaces", json={"slug": "acme"}, headers=admin)
     assert dup.status_code == 409
     last = api.client.delete("/api/v1/workspaces/acme", headers=api.auth)
     assert last.status_code == 409
     assert last.json()["error"]["code"] == "last_workspace"
-    not_json = api.client.post("/api/v1/workspaces", content=b"{slug", headers=api.auth)
+    not_json = api.client.post("/api/v1/workspaces", content=b"{slug", headers=admin)
     assert not_json.status_code == 400
     assert not_json.json()["error"]["code"] == "invalid_json"
 
@@ -48,7 +74,7 @@ def test_deleting_a_workspace_removes_its_events_only(api: Api) -> None:
     api.client.post("/api/v1/workspaces/beta/sources", json={"name": "readings"}, headers=beta)
     api.post("readings", b"1")
     api.client.post("/data/beta/readings", content=b"2")
-    assert api.client.delete("/api/v1/workspaces/beta", headers=api.auth).status_code == 204
+    assert api.client.delete("/api/v1/workspaces/beta", headers=beta).status_code == 204
     assert api.engine.store.count_events(api.engine.admin.workspace("acme").id) == 1
     assert api.client.post("/data/beta/readings", content=b"3").status_code == 404
 

@@ -8,6 +8,7 @@ import pytest
 from starlette.routing import Route
 
 from iotman.access.route_scopes import ROUTE_SCOPES
+from iotman.web.admin_auth import SERVER_ONLY
 from tests.conftest import Api
 
 
@@ -25,7 +26,7 @@ def app_routes(api: Api) -> set[tuple[str, str]]:
 
 def test_every_route_is_in_the_table(api: Api) -> None:
     routes = app_routes(api)
-    data_405 = {(m, "/data/{ws}/{path}") for m in ("PUT", "PATCH", "DELETE")}
+    data_405 = {(m, "/data/{ws}/{path}") for m in ("PUT", "PATCH", "DELETE", "TRACE", "CONNECT")}
     missing = routes - set(ROUTE_SCOPES) - data_405
     assert not missing, f"add these routes to iotman.access.route_scopes.ROUTE_SCOPES: {sorted(missing)}"
     stale = set(ROUTE_SCOPES) - routes
@@ -45,7 +46,10 @@ def test_protected_route_refuses_missing_and_insufficient_tokens(api: Api, metho
     powerless = api.token_for("app:nothing")
     response = api.client.request(method, url, json={}, headers={"Authorization": f"Bearer {powerless}"})
     assert response.status_code == 403, response.text
-    assert response.json()["error"]["required_scope"] == ROUTE_SCOPES[(method, path)]
+    if (method, path) in SERVER_ONLY:
+        assert response.json()["error"]["code"] == "server_admin_required"
+    else:
+        assert response.json()["error"]["required_scope"] == ROUTE_SCOPES[(method, path)]
 
 
 def test_scope_table_collections_match_the_definition_kinds() -> None:

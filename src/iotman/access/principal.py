@@ -11,7 +11,7 @@ __all__ = ["ANONYMOUS", "Principal"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: str  # "anonymous" | "token"
+    kind: str  # "anonymous" | "token" | "server" (a server-admin token, bound to no workspace)
     workspace_id: int | None = None
     name: str | None = None
     scopes: tuple[str, ...] = ()
@@ -22,8 +22,17 @@ class Principal:
         return "none" if self.kind == "anonymous" else "oauth2"
 
     @property
+    def server_admin(self) -> bool:
+        return self.kind == "server"
+
+    @property
     def label(self) -> str:
         return "anonymous" if self.kind == "anonymous" else f"token:{self.name}"
+
+    @property
+    def identity(self) -> str:
+        """Stable and unique per credential (token names are labels and may repeat)."""
+        return "anonymous" if self.kind == "anonymous" else f"{self.kind}#{self.token_id}"
 
     def has_scope(self, required: str) -> bool:
         return grants(self.scopes, required)

@@ -13,7 +13,7 @@ from iotman import __version__
 from iotman.app import build_engine
 from iotman.engine.admin_service import workspace_json
 from iotman.engine.engine import Engine
-from iotman.errors import IotmanError
+from iotman.errors import DefinitionInvalid, IotmanError
 from iotman.settings import Settings, load_settings
 
 __all__ = ["app", "run"]
@@ -63,6 +63,7 @@ def serve(
 
     from iotman.logging_setup import configure_logging
     from iotman.web.application import create_app
+    from iotman.web.http_protocol import BoundedHttpToolsProtocol
 
     settings = _settings(host=host, port=port, data=data, store=store)
     configure_logging(settings.log_level, settings.log_format)
@@ -76,7 +77,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         access_log=settings.access_log,
         log_config=None,
         timeout_graceful_shutdown=10,
@@ -120,7 +121,12 @@ def workspace_list(data: DataOpt = None, store: StoreOpt = None) -> None:
 
 @token_app.command("create")
 def token_create(
-    workspace: Annotated[str, typer.Option("--workspace", "-w", help="Workspace slug.")],
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", "-w", help="Workspace slug.", show_default=False)
+    ] = None,
+    server_admin: Annotated[
+        bool, typer.Option("--server-admin", help="A token for every workspace (creates and deletes them).")
+    ] = False,
     preset: Annotated[str | None, typer.Option(help="read-only, operator or full-access.", show_default=False)] = None,
     scope: Annotated[
         list[str] | None, typer.Option("--scope", help="An extra scope (repeatable).", show_default=False)
@@ -132,6 +138,19 @@ def token_create(
     """Print a new bearer token (shown once; only its hash is stored)."""
     engine = _local_engine(data, store)
     try:
+        if server_admin:
+            if workspace or preset or scope:
+                raise DefinitionInvalid(
+                    "--server-admin takes no --workspace, --preset or --scope",
+                    code="invalid_option",
+                    field="server_admin",
+                )
+            typer.echo(engine.admin.create_server_token(name if name != "bootstrap" else "server-admin"))
+            return
+        if workspace is None:
+            raise DefinitionInvalid(
+                "give --workspace SLUG (or --server-admin)", code="invalid_option", field="workspace"
+            )
         token, _ = engine.admin.create_token(workspace, preset=preset, scopes=scope, name=name)
         typer.echo(token)
     except IotmanError as exc:

@@ -44,17 +44,30 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _bounded_inflate(data: bytes, wbits: int, limit: int, what: str) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise InvalidBody(f"body is not valid {what} data: {exc}", code="invalid_encoding") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the decompressed body exceeds the limit of {limit} bytes", details={"limit": limit})
-    if not inflater.eof:
-        raise InvalidBody(f"body is truncated {what} data", code="invalid_encoding")
-    return out
+def _bounded_inflate(data: bytes, wbits: int, limit: int, what: str, *, members: bool = False) -> bytes:
+    """Inflate at most ``limit`` bytes; gzip may hold several members (RFC 1952), read them all.
+
+    Bytes after the compressed data are refused, never silently dropped: a batch is
+    all-or-nothing.
+    """
+    out = bytearray()
+    remaining = data
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(remaining, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InvalidBody(f"body is not valid {what} data: {exc}", code="invalid_encoding") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the decompressed body exceeds the limit of {limit} bytes", details={"limit": limit})
+        if not inflater.eof:
+            raise InvalidBody(f"body is truncated {what} data", code="invalid_encoding")
+        remaining = inflater.unused_data
+        if not remaining:
+            return bytes(out)
+        if members and remaining[:2] == b"\x1f\x8b":
+            continue
+        raise InvalidBody(f"body has {len(remaining)} bytes after the end of the {what} data", code="trailing_data")
 
 
 def inflate(data: bytes, limit: int) -> bytes:
@@ -76,7 +89,7 @@ def undo_content_encoding(body: bytes, content_encoding: str, limit: int) -> byt
         if body[:2] != b"\x1f\x8b":
             raise InvalidBody("Content-Encoding is gzip but the body is not gzip data", code="invalid_encoding")
         try:
-            return _bounded_inflate(body, 16 + 15, limit, "gzip")
+            return _bounded_inflate(body, 16 + 15, limit, "gzip", members=True)
         except gzip.BadGzipFile as exc:  # pragma: no cover - zlib reports first
             raise InvalidBody(f"body is not valid gzip data: {exc}", code="invalid_encoding") from None
     if encoding == "deflate":
@@ -92,9 +105,13 @@ def _unpack_msgpack(data: bytes) -> Any:
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=True, timestamp=0)
     except msgpack.ExtraData:
-        raise InvalidBody("body holds more than one MessagePack value", code="invalid_msgpack") from None
-    except (ValueError, msgpack.UnpackException, TypeError) as exc:
-        raise InvalidBody(f"body is not valid MessagePack: {exc}", code="invalid_msgpack") from None
+        hint = "; the body looks like JSON: send it as application/json" if data.lstrip()[:1] in (b"{", b"[") else ""
+        raise InvalidBody(f"body holds more than one MessagePack value{hint}", code="invalid_msgpack") from None
+    except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if data.lstrip()[:1] in (b"{", b"[", b'"'):
+            reason += "; the body looks like JSON: send it as application/json"
+        raise InvalidBody(f"body is not valid MessagePack: {reason}", code="invalid_msgpack") from None
     problem = _json_problem(value)
     if problem:
         raise InvalidBody(f"MessagePack value cannot be JSON: {problem}", code="invalid_msgpack")
@@ -127,9 +144,12 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
     return f"{type(value).__name__} has no JSON form"
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _decode_single(data: bytes, mode: DecodeMode, limit: int) -> Any:
     if mode is DecodeMode.JSON:
-        return parse_json(data)
+        return parse_json(data[3:] if data.startswith(_BOM) else data)
     if mode is DecodeMode.MSGPACK:
         return _unpack_msgpack(data)
     if mode is DecodeMode.DEFLATE:
@@ -137,6 +157,8 @@ def _decode_single(data: bytes, mode: DecodeMode, limit: int) -> Any:
     # auto
     if _is_zlib(data):
         data = _bounded_inflate(data, 15, limit, "zlib/DEFLATE")
+    if data.startswith(_BOM):  # a UTF-8 byte order mark announces text (JSON), not MessagePack
+        return parse_json(data[3:])
     if data[:1] and data[0] >= 0x80:
         return _unpack_msgpack(data)
     return parse_json(data)

@@ -19,6 +19,8 @@ __all__ = ["check_finite", "dump_json", "has_long_numbers", "load_json", "parse_
 
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_ZEROS = b"0" * 19
+MAX_DEPTH = 254
+"""Deepest nesting stored: orjson writes at most 254 levels (and reads 1024)."""
 
 
 def has_long_numbers(data: bytes) -> bool:
@@ -70,15 +72,19 @@ def dump_json(value: Any) -> str:
     """Compact JSON text; exact for big integers; refuses NaN and infinities."""
     try:
         return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError as exc:
+        if "ecursion" in str(exc):
+            raise InvalidJson(f"the value is nested more than {MAX_DEPTH} levels deep", code="too_deep") from None
+        return _dump_std(value)  # integers beyond 64 bits
     except TypeError:
-        return _dump_std(value)
-    except orjson.JSONEncodeError:
         return _dump_std(value)
 
 
 def _dump_std(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except RecursionError:
+        raise InvalidJson(f"the value is nested more than {MAX_DEPTH} levels deep", code="too_deep") from None
     except (TypeError, ValueError) as exc:
         raise InvalidJson(f"value cannot be stored as JSON: {exc}") from None
 

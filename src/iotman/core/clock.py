@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FixedClock", "SystemClock", "format_us", "now_us"]
+__all__ = ["Clock", "FixedClock", "SystemClock", "format_us"]
 
 
 class Clock(Protocol):
@@ -31,10 +31,6 @@ class FixedClock:
 
     def advance(self, seconds: float) -> None:
         self.value += int(seconds * 1_000_000)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def format_us(us: int) -> str:

@@ -13,7 +13,7 @@ from iotman.core.tag_rule import TAG_NAME
 
 __all__ = ["EndpointAuth", "ExportEndpointDefinition", "OutputDefinition", "OutputSelect"]
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")
+_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")  # not "." or ".."
 _PATH = re.compile(r"[a-z0-9_-]{1,64}")
 _ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 

@@ -38,7 +38,7 @@ class DecodeMode(StrEnum):
 
 
 _PATH = re.compile(r"[a-z0-9_-]{1,64}")
-_NAME = re.compile(r"[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")
+_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")  # not "." or ".."
 
 
 def default_path(name: str) -> str:

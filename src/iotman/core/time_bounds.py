@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from iotman.errors import InvalidQuery
 
-__all__ = ["parse_time_us"]
+__all__ = ["MAX_SECONDS", "parse_time_us"]
+
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def parse_time_us(text: str, field: str) -> int:
     """Microseconds since the epoch from ``1732356000``, ``1732356000.5`` or RFC 3339."""
     value = text.strip()
     try:
-        return round(float(value) * 1_000_000)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number) or not 0 <= number <= MAX_SECONDS:
+            raise InvalidQuery(
+                f"{field}={text!r} is out of range (Unix seconds from 0 to {MAX_SECONDS})",
+                code="invalid_time",
+                field=field,
+            )
+        return round(number * 1_000_000)
     candidate = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
         parsed = datetime.fromisoformat(candidate)
@@ -27,4 +38,7 @@ def parse_time_us(text: str, field: str) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1_000_000)
+    seconds = parsed.timestamp()
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise InvalidQuery(f"{field}={text!r} is before 1970", code="invalid_time", field=field)
+    return int(seconds * 1_000_000)

@@ -15,8 +15,8 @@ from iotman.core.scopes import check_scope, preset_scopes
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, DefinitionKind
-from iotman.engine.registry import Registry
-from iotman.errors import Conflict, DefinitionInvalid, NotFound
+from iotman.engine.registry import SERVER_WORKSPACE, Registry
+from iotman.errors import DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
 
 __all__ = ["AdminService", "definition_error", "definition_json", "quarantine_json", "workspace_json"]
@@ -66,8 +66,6 @@ class AdminService:
 
     def delete_workspace(self, slug: str) -> None:
         ws = self._registry.workspace(slug)
-        if len(self._store.list_workspaces()) <= 1:
-            raise Conflict("the last workspace cannot be deleted", code="last_workspace")
         self._store.delete_workspace(ws.id)
         self._registry.forget_workspace(slug)
 
@@ -84,6 +82,12 @@ class AdminService:
         token = new_token()
         self._store.create_token(ws.id, name, hash_token(token), tuple(granted), self._clock.now_us())
         return token, tuple(granted)
+
+    def create_server_token(self, name: str = "server-admin") -> str:
+        """A token bound to no workspace, with every iotman scope: it creates and manages workspaces."""
+        token = new_token()
+        self._store.create_token(SERVER_WORKSPACE, name, hash_token(token), ("iotman:*",), self._clock.now_us())
+        return token
 
     def principal(self, token: str) -> Principal | None:
         return self._registry.principal(token)

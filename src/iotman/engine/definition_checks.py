@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from iotman.connect.schema_check import compile_schema
-from iotman.core.output import ExportEndpointDefinition, OutputDefinition
-from iotman.core.source import SourceDefinition
+from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
+from iotman.core.source import SchemaMode, SourceAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, DefinitionKind
@@ -45,6 +45,18 @@ class DefinitionChecks:
     def _source(self, ws: Workspace, definition: SourceDefinition, stored: dict[str, Any]) -> None:
         if definition.json_schema is not None:
             compile_schema(definition.json_schema)
+        elif definition.schema_mode is not None and definition.schema_mode is not SchemaMode.OFF:
+            raise DefinitionInvalid(
+                f"schema_mode {definition.schema_mode.value!r} needs a schema",
+                code="invalid_definition",
+                field="schema_mode",
+            )
+        if definition.required_scope is not None and definition.auth is SourceAuth.NONE:
+            raise DefinitionInvalid(
+                "required_scope needs auth 'oauth2' (an open source checks no token)",
+                code="invalid_definition",
+                field="required_scope",
+            )
         if definition.read_access:
             endpoint = self._store.find_definition_by_path(ws.id, ENDPOINT.kind, stored["path"])
             if endpoint is not None:
@@ -80,6 +92,10 @@ class DefinitionChecks:
             )
 
     def _endpoint(self, ws: Workspace, definition: ExportEndpointDefinition, stored: dict[str, Any]) -> None:
+        if definition.required_scope is not None and definition.auth is EndpointAuth.NONE:
+            raise DefinitionInvalid(
+                "required_scope needs auth 'oauth2' or 'oauth2+none'", code="invalid_definition", field="required_scope"
+            )
         if definition.output not in self._names(ws, OUTPUT):
             raise DefinitionInvalid(
                 f"output {definition.output!r} does not exist", code="unknown_output", field="output"

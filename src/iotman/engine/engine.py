@@ -48,8 +48,8 @@ class Engine:
 
     def close(self) -> None:
         self.ready = False
-        self.store.close()
         self.reads.shutdown(wait=True)
+        self.store.close()
 
     async def start(self) -> None:
         """Open the store (in a thread) and start housekeeping."""
@@ -64,8 +64,9 @@ class Engine:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
-        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
-        self.reads.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
+        await loop.run_in_executor(None, self.store.close)
 
     def prune(self) -> None:
         self.store.prune(

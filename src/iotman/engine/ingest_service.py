@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from iotman.access.data_access import DATA_WRITE, authorise_data
 from iotman.access.principal import ANONYMOUS, Principal
 from iotman.connect.body_decoder import decode_body
 from iotman.connect.json_codec import dump_json
@@ -25,7 +26,7 @@ from iotman.core.source import SchemaMode, SourceAuth
 from iotman.core.workspace import Workspace
 from iotman.engine.async_bridge import CompletionRelay
 from iotman.engine.registry import CompiledSource, ReadTarget, Registry
-from iotman.errors import Forbidden, IotmanError, NotFound, Unauthenticated
+from iotman.errors import IotmanError, NotFound
 from iotman.metrics import Metrics
 from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store
 
@@ -33,6 +34,8 @@ __all__ = ["IngestAnswer", "IngestService", "QuarantineLimiter"]
 
 T = TypeVar("T")
 BODY_HEAD_BYTES = 1024
+INLINE_BODY_BYTES = 64 * 1024
+"""Bodies up to this size are prepared on the event loop; larger ones in a worker thread."""
 
 
 @dataclass(slots=True)
@@ -43,48 +46,45 @@ class IngestAnswer:
 
 
 class QuarantineLimiter:
-    """A token bucket per workspace so a flood of bad requests cannot flood the store."""
+    """Token buckets so a flood of bad requests cannot flood the store.
+
+    One bucket per source, and one per workspace shared by every unknown path, so
+    requests to random paths cannot crowd out the refusals of a real source.
+    """
 
     def __init__(self, rate_per_s: float = 200.0, burst: float = 400.0) -> None:
         self._rate = rate_per_s
         self._burst = burst
-        self._buckets: dict[int, tuple[float, float]] = {}
+        self._buckets: dict[tuple[int, str | None], tuple[float, float]] = {}
 
-    def allow(self, workspace_id: int) -> bool:
+    def allow(self, workspace_id: int, source_path: str | None) -> bool:
+        key = (workspace_id, source_path)
         now = time.monotonic()
-        tokens, last = self._buckets.get(workspace_id, (self._burst, now))
+        tokens, last = self._buckets.get(key, (self._burst, now))
         tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if len(self._buckets) > 100_000:
+            self._buckets.clear()
         if tokens < 1.0:
-            self._buckets[workspace_id] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             return False
-        self._buckets[workspace_id] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - 1.0, now)
         return True
 
 
 def check_source_auth(source: CompiledSource, principal: Principal | None, token_given: bool) -> Principal:
-    """Who may append to ``source``; raises 401/403 with what is missing."""
+    """Who may append to ``source`` (iotman:data:write, or the source's required_scope)."""
     definition = source.definition
-    if definition.auth is SourceAuth.NONE:
-        return principal or ANONYMOUS
-    if principal is None:
-        if token_given:
-            raise Unauthenticated("the bearer token is not valid", code="invalid_token")
-        raise Unauthenticated(
-            f"source {definition.name!r} requires a bearer token (Authorization: Bearer <token>)",
-            code="token_required",
-        )
-    if principal.workspace_id != source.workspace.id:
-        raise Unauthenticated(
-            f"the bearer token belongs to another workspace, not {source.workspace.slug!r}",
-            code="token_wrong_workspace",
-        )
-    if definition.required_scope and not principal.has_scope(definition.required_scope):
-        raise Forbidden(
-            f"the token lacks scope {definition.required_scope!r} required by source {definition.name!r}",
-            code="insufficient_scope",
-            details={"required_scope": definition.required_scope},
-        )
-    return principal
+    found = authorise_data(
+        principal,
+        token_given=token_given,
+        workspace_id=source.workspace.id,
+        workspace_slug=source.workspace.slug,
+        mode=definition.auth.value,
+        required_scope=definition.required_scope,
+        default_scope=DATA_WRITE,
+        what=f"source {definition.name!r}",
+    )
+    return found or ANONYMOUS
 
 
 class IngestService:
@@ -179,10 +179,13 @@ class IngestService:
     ) -> IngestAnswer:
         if self._registry.cached_tag_set(source.workspace) is None:
             await self._blocking(self._registry.tag_set, source.workspace)
+        args = (source, principal, body, content_type, content_encoding, batch, idempotency_key, source_ip)
         try:
-            append = self._prepare(
-                source, principal, body, content_type, content_encoding, batch, idempotency_key, source_ip
-            )
+            if len(body) > INLINE_BODY_BYTES:
+                # decoding, validating and tagging a large batch would stall every other request
+                append = await self._blocking(self._prepare, *args)
+            else:
+                append = self._prepare(*args)
         except IotmanError as exc:
             self.record_refusal(source.workspace, source.path, exc, principal, body, content_type)
             raise
@@ -246,7 +249,8 @@ class IngestService:
             received_at_us=received_at_us,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
-            idempotency_scope=source.path + ("#batch" if decoded.batch else ""),
+            # keys are per sender: two devices using the same counter never collide
+            idempotency_scope=f"{source.path}|{principal.identity}" + ("#batch" if decoded.batch else ""),
             event_metadata=metadata_texts,
             tags=tags,
             batch=decoded.batch,
@@ -313,7 +317,8 @@ class IngestService:
         body_size: int | None = None,
     ) -> None:
         self._metrics.ingest_requests.labels(error.code).inc()
-        if not self._limiter.allow(ws.id):
+        known = None if error.code == "source_not_found" else path
+        if not self._limiter.allow(ws.id, known):
             self._metrics.quarantine_dropped.inc()
             return
         self._metrics.quarantined.labels(error.code).inc()

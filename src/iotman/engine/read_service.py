@@ -15,18 +15,16 @@ from datetime import UTC, datetime
 
 import orjson
 
+from iotman.access.data_access import DATA_READ, authorise_data
 from iotman.access.principal import Principal
 from iotman.connect.json_codec import load_json
-from iotman.core.output import EndpointAuth
 from iotman.engine.registry import ReadTarget
-from iotman.errors import Forbidden, Unauthenticated
 from iotman.export.read_params import ReadParams
 from iotman.process.constructor import Constructor, EventView, StrictMissing
 from iotman.storage.ports import EventQuery, Store, StoredEvent
 
 __all__ = ["ReadPage", "ReadService", "check_read_auth", "render_page"]
 
-READ_SCOPE = "iotman:data:read"
 STREAM_CHUNK = 1000
 
 
@@ -38,24 +36,17 @@ class ReadPage:
 
 
 def check_read_auth(target: ReadTarget, principal: Principal | None, token_given: bool) -> None:
-    if target.auth is EndpointAuth.NONE:
-        return
-    if principal is None:
-        if token_given:
-            raise Unauthenticated("the bearer token is not valid", code="invalid_token")
-        if target.auth is EndpointAuth.OAUTH2_OR_NONE:
-            return
-        raise Unauthenticated(f"reading {target.name!r} requires a bearer token", code="token_required")
-    if principal.workspace_id != target.workspace.id:
-        raise Unauthenticated(
-            f"the bearer token belongs to another workspace, not {target.workspace.slug!r}",
-            code="token_wrong_workspace",
-        )
-    needed = target.required_scope or READ_SCOPE
-    if not principal.has_scope(needed):
-        raise Forbidden(
-            f"the token lacks scope {needed!r}", code="insufficient_scope", details={"required_scope": needed}
-        )
+    """Who may read ``target`` (iotman:data:read, or the endpoint's required_scope)."""
+    authorise_data(
+        principal,
+        token_given=token_given,
+        workspace_id=target.workspace.id,
+        workspace_slug=target.workspace.slug,
+        mode=target.auth.value,
+        required_scope=target.required_scope,
+        default_scope=DATA_READ,
+        what=f"reading {target.name!r}",
+    )
 
 
 class _Times:

@@ -29,6 +29,8 @@ from iotman.storage.ports import DefinitionRecord, Store
 __all__ = ["SOURCE_KIND", "CompiledOutput", "CompiledSource", "OutputStatus", "ReadTarget", "Registry"]
 
 SOURCE_KIND = SOURCE.kind
+SERVER_WORKSPACE = 0
+"""The workspace id of server-admin tokens (real workspace ids start at 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,10 @@ class Registry:
         record = self._store.find_token(hash_token(token))
         if record is None:
             return None
-        principal = Principal("token", record.workspace_id, record.name, record.scopes, record.id)
+        if record.workspace_id == SERVER_WORKSPACE:
+            principal = Principal("server", None, record.name, record.scopes, record.id)
+        else:
+            principal = Principal("token", record.workspace_id, record.name, record.scopes, record.id)
         if len(self._tokens) > 100_000:
             self._tokens.clear()
         self._tokens[token] = (time.monotonic() + self._token_ttl, principal)

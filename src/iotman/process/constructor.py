@@ -78,6 +78,7 @@ class EventView:
             import orjson
 
             self._metadata = orjson.loads(self.metadata_text) if self.metadata_text else {}
+            self._metadata.setdefault("received_at", self.received_at)
         return self._metadata
 
     def tags(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations`: FastAPI resolves the local Annotated aliases at runtime
 
+import logging
 from enum import Enum
 from typing import Annotated, Any
 
@@ -18,8 +19,8 @@ from iotman.connect.json_codec import parse_json
 from iotman.engine.admin_service import AdminService, workspace_json
 from iotman.engine.definition_kinds import KINDS, DefinitionKind
 from iotman.engine.engine import Engine
-from iotman.errors import BadInput, DefinitionInvalid, IotmanError, PayloadTooLarge
-from iotman.web.admin_auth import SERVER_ADMIN_SCOPE, AdminAuth
+from iotman.errors import BadInput, DefinitionInvalid, IotmanError, PayloadTooLarge, StorageFailure
+from iotman.web.admin_auth import AdminAuth
 from iotman.web.data_openapi import DATA_PATHS
 from iotman.web.error_responses import error_response
 from iotman.web.ops_routes import add_ops_routes
@@ -27,15 +28,24 @@ from iotman.web.test_tool_routes import add_test_tool_routes
 
 __all__ = ["admin_app"]
 
+log = logging.getLogger("iotman.web")
 PREFIX = "/api/v1/workspaces"
 MAX_ADMIN_BODY = 4 * 1024 * 1024
 
 
 async def json_body(request: Request) -> Any:
     """The request body as JSON whatever its Content-Type says, with the error position when it is not."""
-    raw = await request.body()
-    if len(raw) > MAX_ADMIN_BODY:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
         raise PayloadTooLarge(f"admin request bodies are limited to {MAX_ADMIN_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ADMIN_BODY:
+            raise PayloadTooLarge(f"admin request bodies are limited to {MAX_ADMIN_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         raise BadInput("the request needs a JSON body", code="empty_body")
     return parse_json(raw)
@@ -68,6 +78,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         body = {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}}
         return Response(orjson.dumps(body), status_code=exc.status_code, media_type="application/json")
 
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(StorageFailure("internal error; see the server log", code="internal_error"))
+
+    app.add_exception_handler(Exception, unexpected_error)
     app.add_exception_handler(IotmanError, iotman_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -151,8 +166,7 @@ def admin_app(engine: Engine) -> FastAPI:
 
     @app.get(PREFIX, tags=["workspaces"])
     def list_workspaces(caller: Caller) -> Response:
-        everything = caller.has_scope(SERVER_ADMIN_SCOPE)
-        spaces = [w for w in admin.list_workspaces() if everything or w.id == caller.workspace_id]
+        spaces = [w for w in admin.list_workspaces() if caller.server_admin or w.id == caller.workspace_id]
         return _json({"data": [workspace_json(w) for w in spaces]})
 
     workspace_doc = {
@@ -197,7 +211,7 @@ def admin_app(engine: Engine) -> FastAPI:
         caller: Caller,
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     ) -> Response:
         entries, next_id = admin.quarantine(ws, limit, before_id)
         next_page = None

@@ -22,7 +22,6 @@ __all__ = ["data_router"]
 
 log = logging.getLogger("iotman.web")
 _NDJSON = "application/x-ndjson"
-_MAX_IDEMPOTENCY_KEY = 255
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -67,11 +66,13 @@ def data_router(engine: Engine) -> Router:
             streaming = _NDJSON in request.headers.get("accept", "")
             read = parse_read_params(request.query_params, streaming=streaming)
         except IotmanError as exc:
+            metrics.reads.labels(exc.code).inc()
             return error_response(exc, cors)
-        reads_ok.inc()
         if streaming:
+            reads_ok.inc()
             return StreamingResponse(engine.read.stream(target, read), media_type=_NDJSON, headers=cors)
         page = await engine.read.page(target, read)
+        reads_ok.inc()
         next_url = None
         if page.more and page.last_seq is not None:
             next_url = str(request.url.replace(query=read.next_page_query(page.last_seq)))
@@ -111,11 +112,14 @@ def data_router(engine: Engine) -> Router:
         await response(scope, receive, send)
 
     return Router(
+        redirect_slashes=False,
         default=not_found,
         routes=[
             Route("/data/{ws}/{path}", _guard(get_data), methods=["GET"]),
             Route("/data/{ws}/{path}", _guard(preflight), methods=["OPTIONS"]),
             # POST is served by web/ingest_endpoint.py before this router is reached
-            Route("/data/{ws}/{path}", method_not_allowed, methods=["POST", "PUT", "PATCH", "DELETE"]),
+            Route(
+                "/data/{ws}/{path}", method_not_allowed, methods=["POST", "PUT", "PATCH", "DELETE", "TRACE", "CONNECT"]
+            ),
         ],
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import orjson
 
 from iotman.core.ids import UlidFactory
-from iotman.errors import Conflict
+from iotman.errors import Conflict, NotFound
 from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult
 
 __all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions"]
@@ -31,6 +31,8 @@ class LogPositions:
         self._next: dict[int, int] = {}
         self._last_time: dict[int, int] = {}
         self.ids = UlidFactory()
+        # workspace ids are never reused; an append queued before a delete must not land
+        self.deleted: set[int] = set()
 
     def reset(self) -> None:
         self._next.clear()
@@ -81,6 +83,8 @@ class AppendJob:
     def run(self, conn: sqlite3.Connection) -> AppendOutcome:
         batch = self.batch
         ws = batch.workspace_id
+        if ws in self.positions.deleted:
+            return NotFound("the workspace was deleted", code="workspace_not_found")
         if batch.idempotency_key is not None:
             replay = self._replay(conn)
             if replay is not None:

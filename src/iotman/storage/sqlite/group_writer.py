@@ -147,8 +147,8 @@ class GroupWriter:
         except Exception as exc:
             self._rollback()
             if len(group) == 1:
-                log.exception("write failed")
-                group[0].finish(StorageFailure(f"the store could not write: {exc}"))
+                log.exception("write failed: %s", exc)
+                group[0].finish(StorageFailure("the store could not write this request; see the server log"))
                 return
             for job in group:
                 self._run_group([job], job.size)

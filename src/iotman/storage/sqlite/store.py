@@ -188,7 +188,12 @@ class SqliteStore:
         base = workspace_id << SEQ_BITS
 
         def fn(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM workspaces WHERE id=?", (workspace_id,))
+            # checked inside the write transaction: concurrent deletes cannot remove the last one
+            if conn.execute("SELECT count(*) FROM workspaces").fetchone()[0] <= 1:
+                raise Conflict("the last workspace cannot be deleted", code="last_workspace")
+            if conn.execute("DELETE FROM workspaces WHERE id=?", (workspace_id,)).rowcount == 0:
+                raise NotFound("the workspace does not exist", code="workspace_not_found")
+            self._positions.deleted.add(workspace_id)
             for table in ("definitions", "tokens", "idempotency", "quarantine"):
                 conn.execute(f"DELETE FROM {table} WHERE ws_id=?", (workspace_id,))  # noqa: S608
             conn.execute("DELETE FROM events WHERE pos >= ? AND pos <= ?", (base, base + _MAX_SEQ))

@@ -1,0 +1,50 @@
+"""Who may append to or read from a /data path: one rule for sources and export endpoints.
+
+Modes (SPEC §2.1, §5.1): ``none`` (open: a valid token of the workspace is recorded,
+any other token is ignored), ``oauth2`` (a token of the workspace with the scope),
+``oauth2+none`` (a token is checked when given; anonymous is allowed).
+"""
+
+from __future__ import annotations
+
+from iotman.access.principal import Principal
+from iotman.errors import Forbidden, Unauthenticated
+
+__all__ = ["DATA_READ", "DATA_WRITE", "authorise_data"]
+
+DATA_WRITE = "iotman:data:write"
+DATA_READ = "iotman:data:read"
+
+
+def authorise_data(
+    principal: Principal | None,
+    *,
+    token_given: bool,
+    workspace_id: int,
+    workspace_slug: str,
+    mode: str,
+    required_scope: str | None,
+    default_scope: str,
+    what: str,
+) -> Principal | None:
+    """The principal to record (None: anonymous); raises 401/403 saying what is missing."""
+    if mode == "none":
+        return principal if principal is not None and principal.workspace_id == workspace_id else None
+    if principal is None:
+        if token_given:
+            raise Unauthenticated("the bearer token is not valid", code="invalid_token")
+        if mode == "oauth2+none":
+            return None
+        raise Unauthenticated(f"{what} requires a bearer token (Authorization: Bearer <token>)", code="token_required")
+    if principal.workspace_id != workspace_id:
+        raise Unauthenticated(
+            f"the bearer token is not valid for workspace {workspace_slug!r}", code="token_wrong_workspace"
+        )
+    needed = required_scope or default_scope
+    if not principal.has_scope(needed):
+        raise Forbidden(
+            f"the token lacks scope {needed!r} needed for {what}",
+            code="insufficient_scope",
+            details={"required_scope": needed},
+        )
+    return principal
