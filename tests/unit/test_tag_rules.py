@@ -14,7 +14,7 @@ ENVELOPE_METADATA = {"source_ip": "203.0.113.7", "received_at": "2026-11-23T10:0
 def tags_of(payload: Any, *rules: dict[str, Any], source: str = "readings") -> dict[str, Any] | None:
     tag_set = TagSet([compile_tag_rule(TagRuleDefinition.model_validate(r)) for r in rules])
     envelope = {"payload": payload, "metadata": ENVELOPE_METADATA, "source": source, "received_at": "t"}
-    return tag_set.apply(tag_set.for_source(source), source, payload, lambda: envelope, 0)
+    return tag_set.apply(source, payload, lambda: envelope, 0)
 
 
 def test_value() -> None:
@@ -67,7 +67,7 @@ def test_failure_is_counted_and_the_event_keeps_other_tags() -> None:
     bad = compile_tag_rule(TagRuleDefinition(name="obj", method="value", path="$.nested"), status)
     good = compile_tag_rule(TagRuleDefinition(name="k", method="constant", value=1))
     tag_set = TagSet([bad, good])
-    assert tag_set.apply(tag_set.for_source("s"), "s", {"nested": {"a": 1}}, dict, 5) == {"k": 1}
+    assert tag_set.apply("s", {"nested": {"a": 1}}, dict, 5) == {"k": 1}
     assert status.failures == 1
     assert "an object" in (status.last_error or "")
 

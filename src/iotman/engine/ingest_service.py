@@ -262,8 +262,8 @@ class IngestService:
         """Tags of each event (SPEC §3.1), or None when no rule applies to this source."""
         tag_set = self._registry.cached_tag_set(source.workspace) or self._registry.tag_set(source.workspace)
         name = source.definition.name
-        rules = tag_set.for_source(name)
-        if not rules:
+        program = tag_set.program(name)
+        if program is None:
             return None
         received_at = format_us(received_at_us)
         metadata: dict[str, Any] | None = None
@@ -276,7 +276,7 @@ class IngestService:
                     metadata = {**orjson.loads(metadata_text), "received_at": received_at}
                 return {"payload": value, "metadata": metadata, "source": name, "received_at": received_at}
 
-            tags = tag_set.apply(rules, name, value, envelope, received_at_us)
+            tags = program(value, envelope, name, received_at_us)
             out.append(None if tags is None else dump_json(tags))
         return out if any(t is not None for t in out) else None
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -19,9 +20,11 @@ from iotman.access.data_access import DATA_READ, authorise_data
 from iotman.access.principal import Principal
 from iotman.connect.json_codec import load_json
 from iotman.engine.registry import ReadTarget
+from iotman.errors import InvalidQuery
+from iotman.export.aggregation import AggSpec, sql_json_path
 from iotman.export.read_params import ReadParams
 from iotman.process.constructor import Constructor, EventView, StrictMissing
-from iotman.storage.ports import EventQuery, Store, StoredEvent
+from iotman.storage.ports import AggregateQuery, EventQuery, Store, StoredEvent
 
 __all__ = ["ReadPage", "ReadService", "check_read_auth", "render_page"]
 
@@ -130,6 +133,31 @@ class ReadService:
         items = await loop.run_in_executor(self._reads, _render, target.output.constructor, rows, target)
         return ReadPage(items, rows[-1].seq if rows else None, more)
 
+    async def aggregate(
+        self, target: ReadTarget, spec: AggSpec, from_us: int | None, to_us: int | None
+    ) -> dict[str, Any]:
+        output = target.output
+        query = AggregateQuery(
+            EventQuery(target.workspace.id, sources=output.sources, tags=output.tags, from_us=from_us, to_us=to_us),
+            spec.function,
+            _agg_path(target, spec),
+            spec.bucket_us,
+            spec.group_by,
+        )
+        rows = await asyncio.get_running_loop().run_in_executor(self._reads, self._store.aggregate, query)
+        times = _Times()
+        data: list[dict[str, Any]] = []
+        for row in rows:
+            item: dict[str, Any] = {}
+            if spec.bucket is not None:
+                item["bucket"] = times.format(row.bucket_us or 0)
+            if spec.group_by is not None:
+                item["group"] = row.group
+            item["value"] = row.count if spec.function == "count" else row.value
+            item["count"] = row.count
+            data.append(item)
+        return {"agg": spec.text, "bucket": spec.bucket, "group_by": spec.group_by, "data": data}
+
     async def stream(self, target: ReadTarget, params: ReadParams) -> AsyncIterator[bytes]:
         """NDJSON lines, read and rendered in chunks, each chunk in its own short read transaction."""
         remaining = params.limit
@@ -151,6 +179,28 @@ class ReadService:
                 after = rows[-1].seq
             if len(rows) < size:
                 return
+
+
+def _agg_path(target: ReadTarget, spec: AggSpec) -> str | None:
+    """The SQL JSON path of the aggregated field (None for count)."""
+    if spec.field is None:
+        return None
+    constructor = target.output.constructor
+    if constructor is None:
+        return sql_json_path((spec.field,))  # passthrough: a top-level payload key
+    for field in constructor.fields:
+        if field.name == spec.field:
+            if field.payload_steps is None:
+                raise InvalidQuery(
+                    f"field {spec.field!r} is not a singular payload query (like $.value) and cannot be aggregated",
+                    code="invalid_agg",
+                    field="agg",
+                )
+            return sql_json_path(field.payload_steps)
+    known = ", ".join(f.name for f in constructor.fields) or "none"
+    raise InvalidQuery(
+        f"output {target.output.name!r} has no field {spec.field!r} (fields: {known})", code="invalid_agg", field="agg"
+    )
 
 
 def render_page(page: ReadPage, next_url: str | None) -> bytes:

@@ -107,8 +107,8 @@ class TestTools:
             def get_envelope(e: dict[str, Any] = envelope) -> dict[str, Any]:
                 return e
 
-            tags = tag_set.apply(tag_set.for_source(source), source, view.payload, get_envelope, 0) or {}
-            outcome: dict[str, Any] = {"tags": tags, "applies": bool(tag_set.for_source(source))}
+            tags = tag_set.apply(source, view.payload, get_envelope, 0) or {}
+            outcome: dict[str, Any] = {"tags": tags, "applies": tag_set.program(source) is not None}
             if status.failures > before:
                 outcome["error"] = status.last_error
             results.append(outcome)

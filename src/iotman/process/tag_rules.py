@@ -17,6 +17,7 @@ from iotman.core.tag_rule import ALLOWED, NEEDS, TagMethod, TagRuleDefinition
 from iotman.errors import DefinitionInvalid
 from iotman.process.bounded_regex import RegexError, compile_regex
 from iotman.process.jsonpath_query import MISSING, Query, compile_query
+from iotman.process.tag_program import RulePlan, TagProgram, build_program
 
 __all__ = ["ENVELOPE_FIELDS", "CompiledTagRule", "RuleStatus", "TagSet", "compile_tag_rule"]
 
@@ -29,7 +30,6 @@ Evaluate = Callable[[Any, Envelope, str], Any]
 class RuleStatus:
     """Counters visible on the rule (GET …/tag-rules/{name}); per server process."""
 
-    tagged: int = 0
     failures: int = 0
     last_error: str | None = None
     last_error_at_us: int | None = None
@@ -42,7 +42,7 @@ class RuleStatus:
             self.last_error_at_us = now_us
 
     def to_json(self) -> dict[str, Any]:
-        return {"tagged": self.tagged, "failures": self.failures, "last_error": self.last_error}
+        return {"failures": self.failures, "last_error": self.last_error}
 
 
 class TagFailure(Exception):
@@ -133,6 +133,34 @@ class CompiledTagRule:
     sources: frozenset[str] | None
     evaluate: Evaluate
     status: RuleStatus
+    plan: RulePlan | None = None
+
+
+def _plan(rule: TagRuleDefinition) -> RulePlan | None:
+    """How the generated program evaluates the rule, or None to call its closure."""
+    if rule.method is TagMethod.SOURCE:
+        return RulePlan("source")
+    if rule.method is TagMethod.CONSTANT:
+        return RulePlan("constant", constant=rule.value) if rule.filter is None else None
+    assert rule.path is not None
+    query = compile_query(rule.path, "path")
+    if query.steps is None:
+        return None
+    on_envelope = query.starts_with_name() in ENVELOPE_FIELDS
+    if rule.method is TagMethod.REGEX:
+        assert rule.pattern is not None
+        regex = compile_regex(rule.pattern)
+        grouped = regex.groups >= 1
+
+        def matcher(text: str) -> Any:
+            match = regex.search(text)
+            if match is None:
+                return MISSING
+            found = match.group(1) if grouped else match.group(0)
+            return MISSING if found is None else found
+
+        return RulePlan("regex", query.steps, on_envelope, matcher=matcher)
+    return RulePlan(rule.method.value, query.steps, on_envelope)
 
 
 def compile_tag_rule(rule: TagRuleDefinition, status: RuleStatus | None = None) -> CompiledTagRule:
@@ -148,37 +176,42 @@ def compile_tag_rule(rule: TagRuleDefinition, status: RuleStatus | None = None) 
                 f"method {rule.method.value!r} does not take {optional!r}", code="invalid_definition", field=optional
             )
     sources = frozenset(rule.sources) if rule.sources is not None else None
-    return CompiledTagRule(rule.name, sources, _evaluator(rule), status or RuleStatus())
+    evaluate = _evaluator(rule)
+    return CompiledTagRule(rule.name, sources, evaluate, status or RuleStatus(), _plan(rule))
 
 
 class TagSet:
-    """All tag rules of a workspace, applied to each event at ingest."""
+    """All tag rules of a workspace; per source, one generated program applies them."""
 
     def __init__(self, rules: list[CompiledTagRule]) -> None:
         self.rules = rules
-        self._by_source: dict[str, list[CompiledTagRule]] = {}
+        self._programs: dict[str, TagProgram | None] = {}
 
-    def for_source(self, source: str) -> list[CompiledTagRule]:
-        found = self._by_source.get(source)
-        if found is None:
-            found = [r for r in self.rules if r.sources is None or source in r.sources]
-            self._by_source[source] = found
-        return found
+    def program(self, source: str) -> TagProgram | None:
+        """``(payload, envelope, source, now_us) -> tags or None``; None when no rule applies."""
+        if source in self._programs:
+            return self._programs[source]
+        rules = [r for r in self.rules if r.sources is None or source in r.sources]
+        program = None
+        if rules:
 
-    def apply(
-        self, rules: list[CompiledTagRule], source: str, payload: Any, envelope: Envelope, now_us: int
-    ) -> dict[str, Any] | None:
-        tags: dict[str, Any] = {}
-        for rule in rules:
-            try:
-                value = rule.evaluate(payload, envelope, source)
-            except TagFailure as exc:
-                rule.status.fail(str(exc), now_us)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a rule must never fail ingest
-                rule.status.fail(f"{type(exc).__name__}: {exc}", now_us)
-                continue
-            if value is not MISSING:
-                tags[rule.name] = value
-                rule.status.tagged += 1
-        return tags or None
+            def fail(index: int, exc: BaseException, now_us: int) -> None:
+                message = str(exc) if isinstance(exc, (TagFailure, ValueError)) else f"{type(exc).__name__}: {exc}"
+                rules[index].status.fail(message, now_us)
+
+            program = build_program(
+                [r.name for r in rules], [r.plan for r in rules], [_raising(r) for r in rules], fail
+            )
+        if len(self._programs) > 10_000:
+            self._programs.clear()
+        self._programs[source] = program
+        return program
+
+    def apply(self, source: str, payload: Any, envelope: Envelope, now_us: int) -> dict[str, Any] | None:
+        program = self.program(source)
+        return None if program is None else program(payload, envelope, source, now_us)
+
+
+def _raising(rule: CompiledTagRule) -> Evaluate:
+    """The closure of a rule the generator does not specialise (its failures raise)."""
+    return rule.evaluate

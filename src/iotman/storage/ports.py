@@ -16,6 +16,8 @@ from iotman.errors import IotmanError
 
 __all__ = [
     "SEQ_BITS",
+    "AggregateQuery",
+    "AggregateRow",
     "AppendBatch",
     "AppendOutcome",
     "AppendResult",
@@ -90,6 +92,25 @@ class EventQuery:
 
 
 @dataclass(slots=True)
+class AggregateQuery:
+    """An aggregation over the events an ``EventQuery`` selects (limits and cursors unused)."""
+
+    events: EventQuery
+    function: str  # count, sum, avg, min, max, p50, p95, p99
+    value_path: str | None  # a SQLite JSON path into the payload; None for count
+    bucket_us: int | None
+    group_by: str | None  # a tag key
+
+
+@dataclass(slots=True)
+class AggregateRow:
+    bucket_us: int | None
+    group: Any
+    value: float | int | None
+    count: int
+
+
+@dataclass(slots=True)
 class DefinitionRecord:
     kind: str
     name: str
@@ -143,6 +164,10 @@ class Store(Protocol):
     def read_events(self, query: EventQuery) -> list[StoredEvent]: ...
 
     def last_seq(self, workspace_id: int) -> int: ...
+
+    def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        """Computed in the store, ordered by bucket then group."""
+        ...
 
     def ensure_tag_index(self, key: str) -> None:
         """Make selections by tag ``key`` use an index (built over existing events once)."""

@@ -12,9 +12,12 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from iotman.access.bearer_tokens import parse_bearer
+from iotman.core.time_bounds import parse_time_us
 from iotman.engine.engine import Engine
 from iotman.engine.read_service import check_read_auth, render_page
+from iotman.engine.registry import ReadTarget
 from iotman.errors import IotmanError, StorageFailure
+from iotman.export.aggregation import parse_agg
 from iotman.export.read_params import parse_read_params
 from iotman.web.error_responses import error_response
 
@@ -63,6 +66,8 @@ def data_router(engine: Engine) -> Router:
         principal = await ingest.principal_for(token)
         try:
             check_read_auth(target, principal, token is not None)
+            if "agg" in request.query_params:
+                return await aggregate(request, target, cors)
             streaming = _NDJSON in request.headers.get("accept", "")
             read = parse_read_params(request.query_params, streaming=streaming)
         except IotmanError as exc:
@@ -77,6 +82,15 @@ def data_router(engine: Engine) -> Router:
         if page.more and page.last_seq is not None:
             next_url = str(request.url.replace(query=read.next_page_query(page.last_seq)))
         return Response(render_page(page, next_url), media_type="application/json", headers=cors)
+
+    async def aggregate(request: Request, target: ReadTarget, cors: dict[str, str]) -> Response:
+        params = request.query_params
+        spec = parse_agg(params)
+        from_us = parse_time_us(params["from"], "from") if params.get("from") else None
+        to_us = parse_time_us(params["to"], "to") if params.get("to") else None
+        result = await engine.read.aggregate(target, spec, from_us, to_us)
+        reads_ok.inc()
+        return Response(orjson.dumps(result), media_type="application/json", headers=cors)
 
     async def preflight(request: Request) -> Response:
         """CORS preflight for export endpoints with cors_origins."""

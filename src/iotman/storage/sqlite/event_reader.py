@@ -39,21 +39,62 @@ def first_pos_at_or_after(conn: sqlite3.Connection, lo: int, hi: int, time_us: i
     return best
 
 
-def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent]:
+def position_bounds(conn: sqlite3.Connection, query: EventQuery) -> tuple[int, int] | None:
+    """The pos range [lo, hi] the query's cursors and time bounds allow, or None if empty."""
     base = query.workspace_id << SEQ_BITS
     lo = base + max(1, (query.after_seq or 0) + 1)
     hi = base + min(_MAX_SEQ, (query.before_seq - 1) if query.before_seq is not None else _MAX_SEQ)
     if query.from_us is not None:
         start = first_pos_at_or_after(conn, lo, hi, query.from_us)
         if start is None:
-            return []
+            return None
         lo = start
     if query.to_us is not None:
         end = first_pos_at_or_after(conn, lo, hi, query.to_us)
         if end is not None:
             hi = end - 1
-    if lo > hi or query.limit <= 0:
+    return None if lo > hi else (lo, hi)
+
+
+def selection(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> tuple[str, list[str], list[Any]]:
+    """(index hint, WHERE terms, parameters) selecting events by sources and tags.
+
+    With tags, the index of one tag drives the scan (a value match before a "has
+    tag"); the other tags and the sources filter. Without tags, one source uses the
+    per-source index.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    hint = ""
+    if tags:
+        keys = sorted(tags, key=lambda k: tags[k] == "*")
+        by_value, by_presence = index_names(keys[0])
+        hint = f" INDEXED BY {by_presence if tags[keys[0]] == '*' else by_value}"
+        for key in keys:
+            if tags[key] == "*":
+                where.append(f"{tag_expression(key)} IS NOT NULL")
+            else:
+                where.append(f"{tag_expression(key)} = ?")
+                params.append(tags[key])
+        if sources is not None:
+            where.append(f"source IN ({', '.join('?' * len(sources))})")
+            params.extend(sources)
+    elif sources is not None and len(sources) == 1:
+        hint = " INDEXED BY events_by_source"
+        where.append("source = ?")
+        params.append(sources[0])
+    elif sources is not None:
+        where.append(f"source IN ({', '.join('?' * len(sources))})")
+        params.extend(sources)
+    return hint, where, params
+
+
+def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent]:
+    bounds = position_bounds(conn, query)
+    if bounds is None or query.limit <= 0:
         return []
+    lo, hi = bounds
+    base = query.workspace_id << SEQ_BITS
     order = "DESC" if query.descending else "ASC"
     sources = query.sources
     if not query.tags and sources is not None and len(sources) > 1:
@@ -74,30 +115,11 @@ def _select(
     sources: tuple[str, ...] | None,
     tags: dict[str, Any] | None,
 ) -> list[StoredEvent]:
-    where = ["pos >= ?", "pos <= ?"]
-    params: list[Any] = [lo, hi]
-    hint = ""
-    if tags:
-        # the index of one tag drives the scan (a value match before a "has tag"); the rest filter
-        keys = sorted(tags, key=lambda k: tags[k] == "*")
-        by_value, by_presence = index_names(keys[0])
-        hint = f" INDEXED BY {by_presence if tags[keys[0]] == '*' else by_value}"
-        for key in keys:
-            if tags[key] == "*":
-                where.append(f"{tag_expression(key)} IS NOT NULL")
-            else:
-                where.append(f"{tag_expression(key)} = ?")
-                params.append(tags[key])
-        if sources is not None:
-            where.append(f"source IN ({', '.join('?' * len(sources))})")
-            params.extend(sources)
-    elif sources is not None:
-        hint = " INDEXED BY events_by_source"
-        where.append("source = ?")
-        params.append(sources[0])
-    params.append(limit)
-    sql = f"SELECT {_COLUMNS} FROM events{hint} WHERE {' AND '.join(where)} ORDER BY pos {order} LIMIT ?"  # noqa: S608
-    return [StoredEvent(r[0] - base, r[1], r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(sql, params)]
+    hint, terms, params = selection(sources, tags)
+    where = " AND ".join(["pos >= ?", "pos <= ?", *terms])
+    sql = f"SELECT {_COLUMNS} FROM events{hint} WHERE {where} ORDER BY pos {order} LIMIT ?"  # noqa: S608
+    rows = conn.execute(sql, [lo, hi, *params, limit])
+    return [StoredEvent(r[0] - base, r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def last_seq(conn: sqlite3.Connection, workspace_id: int) -> int:

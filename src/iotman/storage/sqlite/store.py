@@ -15,6 +15,8 @@ from iotman.core.workspace import Workspace
 from iotman.errors import Conflict, IotmanError, NotFound
 from iotman.storage.ports import (
     SEQ_BITS,
+    AggregateQuery,
+    AggregateRow,
     AppendBatch,
     AppendOutcome,
     AppendResult,
@@ -24,7 +26,7 @@ from iotman.storage.ports import (
     StoredEvent,
     TokenRecord,
 )
-from iotman.storage.sqlite import event_reader
+from iotman.storage.sqlite import event_aggregator, event_reader
 from iotman.storage.sqlite.connection import open_connection
 from iotman.storage.sqlite.event_appender import AppendJob, LogPositions
 from iotman.storage.sqlite.group_writer import GroupWriter
@@ -141,6 +143,14 @@ class SqliteStore:
 
     def last_seq(self, workspace_id: int) -> int:
         return event_reader.last_seq(self._reader(), workspace_id)
+
+    def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return event_aggregator.aggregate(conn, query)
+        finally:
+            conn.execute("COMMIT")
 
     def ensure_tag_index(self, key: str) -> None:
         statements = tag_index_ddl(key)
