@@ -29,18 +29,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
+        self._heads_completed = 0
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
+        counting = self._in_head
+        self._heads_completed = 0
+        super().data_received(data)
+        # judged after parsing: a chunk that completes a head may also carry a large body
+        # (or a whole request and the start of the next one), so only chunks in which no
+        # head completed count towards the limit
+        if counting and self._heads_completed == 0:
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
+            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
-                return
-        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_completed += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
