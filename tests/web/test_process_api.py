@@ -41,6 +41,14 @@ def test_tags_are_computed_at_ingest_and_stored(fleet: Api) -> None:
     ]
 
 
+def test_several_rules_may_read_the_same_path(fleet: Api) -> None:
+    create(fleet, "tag-rules", name="fw_version", method="regex", path="$.fw", pattern=r"-(\d+)$")
+    send(fleet, {"fw": "abc-7"})
+    ws = fleet.engine.admin.workspace("acme")
+    row = fleet.engine.store.read_events(EventQuery(ws.id))[0]
+    assert json.loads(row.tags or "{}") == {"model": "abc", "fw_version": "7"}
+
+
 def test_changed_rules_apply_to_new_events_only(fleet: Api) -> None:
     send(fleet, {"device_id": "d-1"})
     response = fleet.admin(

@@ -25,16 +25,19 @@ class DefinitionKind:
     collection: str  # URL segment and scope resource: iotman:<collection>:<action>
     label: str
     model: type[BaseModel]
+    url_path: bool = False  # whether `path` is a /data/{ws}/{path} segment (else, e.g., a JSONPath)
 
     def parse_path(self, stored: dict[str, Any]) -> str | None:
         """The definition's /data path, when the kind has one (unique per kind and workspace)."""
-        path = stored.get("path")
+        path = stored.get("path") if self.url_path else None
         return path if isinstance(path, str) else None
 
 
-SOURCE = DefinitionKind("source", "sources", "source", SourceDefinition)
+SOURCE = DefinitionKind("source", "sources", "source", SourceDefinition, url_path=True)
 TAG_RULE = DefinitionKind("tag-rule", "tag-rules", "tag rule", TagRuleDefinition)
 OUTPUT = DefinitionKind("output", "outputs", "output", OutputDefinition)
-ENDPOINT = DefinitionKind("export-endpoint", "export-endpoints", "export endpoint", ExportEndpointDefinition)
+ENDPOINT = DefinitionKind(
+    "export-endpoint", "export-endpoints", "export endpoint", ExportEndpointDefinition, url_path=True
+)
 
 KINDS: dict[str, DefinitionKind] = {k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT)}
