@@ -8,6 +8,7 @@ Events a ``strict`` query cannot render are left out and counted on the output.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from iotman.engine.registry import ReadTarget
 from iotman.errors import InvalidQuery
 from iotman.export.aggregation import AggSpec, sql_json_path
 from iotman.export.read_params import ReadParams
-from iotman.process.constructor import Constructor, EventView, StrictMissing
+from iotman.process.constructor import Constructor, StrictMissing
 from iotman.storage.ports import AggregateQuery, EventQuery, Store, StoredEvent
 
 __all__ = ["ReadPage", "ReadService", "check_read_auth", "render_page"]
@@ -72,28 +73,28 @@ class _Times:
 def _render(constructor: Constructor | None, rows: list[StoredEvent], target: ReadTarget) -> list[str]:
     if constructor is None:
         return [r.payload for r in rows]
-    times = _Times()
+    render = constructor.render_row
+    dumps = orjson.dumps
     out: list[str] = []
     for row in rows:
-        view = EventView(
-            load_json(row.payload),
-            seq=row.seq,
-            id=row.id,
-            source=row.source,
-            received_at=times.format(row.received_at_us),
-            metadata_text=row.metadata,
-            tags_text=row.tags,
-        )
         try:
-            rendered = constructor.render(view)
+            rendered = render(
+                load_json(row.payload),
+                row.seq,
+                row.id,
+                row.source,
+                row.received_at_us,
+                None,
+                row.metadata,
+                None,
+                row.tags,
+            )
         except StrictMissing as exc:
             target.output.status.fail(f"event {row.id}: {exc}")
             continue
         try:
-            out.append(orjson.dumps(rendered).decode())
+            out.append(dumps(rendered).decode())
         except TypeError:  # integers beyond 64 bits
-            import json
-
             out.append(json.dumps(rendered, separators=(",", ":")))
     return out
 

@@ -102,7 +102,31 @@ class EventView:
         return self.metadata().get(name)
 
 
-Evaluate = Callable[[EventView], Any]
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Q:
+    query: Query | None  # None: the whole variable
+    variable: str | None  # None: the payload
+    strict: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    members: tuple[tuple[str, bool, Node], ...]  # (key, optional, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Arr:
+    items: tuple[tuple[Node, bool], ...]  # (value, spread)
+
+
+Node = Lit | Q | Obj | Arr
+Render = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +148,24 @@ class Field:
 @dataclass(frozen=True, slots=True)
 class Constructor:
     text: str
-    evaluate: Evaluate
+    render_row: Render
+    """``(payload, seq, id, source, received_at, metadata, metadata_text, tags, tags_text) -> value``:
+    ``received_at`` is RFC 3339 text or microseconds; metadata and tags are dicts, or None
+    to be parsed from their texts only if the constructor uses them."""
     fields: tuple[Field, ...]
 
     def render(self, event: EventView) -> Any:
-        return self.evaluate(event)
+        return self.render_row(
+            event.payload,
+            event.seq,
+            event.id,
+            event.source,
+            event.received_at,
+            event._metadata,
+            event.metadata_text,
+            event._tags,
+            event.tags_text,
+        )
 
 
 class _Parser:
@@ -166,7 +203,7 @@ class _Parser:
         self.pos += 1
 
     # grammar ---------------------------------------------------------------------------
-    def parse(self) -> Evaluate:
+    def parse(self) -> Node:
         self.skip()
         if self.peek() not in ("{", "["):
             raise self.error("a constructor is an object {…} or an array […]")
@@ -176,8 +213,8 @@ class _Parser:
             raise self.error("unexpected text after the constructor")
         return node[0]
 
-    def value(self, top: bool = False) -> tuple[Evaluate, bool]:
-        """An evaluator and whether it spreads inside arrays (non-singular queries)."""
+    def value(self, top: bool = False) -> tuple[Node, bool]:
+        """A node and whether it spreads inside arrays (non-singular queries)."""
         self.skip()
         char = self.peek()
         if char == "{":
@@ -197,7 +234,7 @@ class _Parser:
         for word, literal in (("true", True), ("false", False), ("null", None)):
             if self.text.startswith(word, self.pos) and not self._ident_continues(self.pos + len(word)):
                 self.pos += len(word)
-                return (lambda event, v=literal: v), False
+                return Lit(literal), False
         if char == "@":
             raise self.error("a constructor query starts with $ (the payload), not @")
         raise self.error("expected an object, array, JSON literal or a query starting with $")
@@ -205,7 +242,7 @@ class _Parser:
     def _ident_continues(self, index: int) -> bool:
         return index < len(self.text) and self.text[index] in _IDENT
 
-    def literal(self) -> Evaluate:
+    def literal(self) -> Node:
         import json
 
         decoder = json.JSONDecoder()
@@ -214,7 +251,7 @@ class _Parser:
         except json.JSONDecodeError as exc:
             raise self.error(f"bad JSON literal: {exc.msg}", exc.pos) from None
         self.pos = end
-        return lambda event: value
+        return Lit(value)
 
     def key(self) -> str:
         self.skip()
@@ -237,14 +274,14 @@ class _Parser:
             self.pos += 1
         return self.text[start : self.pos]
 
-    def obj(self, top: bool) -> Evaluate:
+    def obj(self, top: bool) -> Node:
         self.expect("{")
-        members: list[tuple[str, bool, Evaluate]] = []
+        members: list[tuple[str, bool, Node]] = []
         seen: set[str] = set()
         self.skip()
         if self.peek() == "}":
             self.pos += 1
-            return lambda event: {}
+            return Obj(())
         while True:
             key_at = self.pos
             name = self.key()
@@ -258,13 +295,13 @@ class _Parser:
                 self.pos += 1
             self.expect(":")
             before = len(self.fields)
-            evaluate, _ = self.value()
+            node, _ = self.value()
             if top and len(self.fields) == before + 1:
                 found = self.fields.pop()
                 self.fields.append(Field(name, found.query, found.variable))
             else:
                 del self.fields[before:]
-            members.append((name, optional, evaluate))
+            members.append((name, optional, node))
             self.skip()
             if self.peek() == ",":
                 self.pos += 1
@@ -275,26 +312,15 @@ class _Parser:
                 continue
             self.expect("}")
             break
-        frozen = tuple(members)
+        return Obj(tuple(members))
 
-        def build(event: EventView) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for name, optional, evaluate in frozen:
-                value = evaluate(event)
-                if optional and value is None:
-                    continue
-                out[name] = value
-            return out
-
-        return build
-
-    def array(self) -> Evaluate:
+    def array(self) -> Node:
         self.expect("[")
-        items: list[tuple[Evaluate, bool]] = []
+        items: list[tuple[Node, bool]] = []
         self.skip()
         if self.peek() == "]":
             self.pos += 1
-            return lambda event: []
+            return Arr(())
         while True:
             before = len(self.fields)
             items.append(self.value())
@@ -309,19 +335,7 @@ class _Parser:
                 continue
             self.expect("]")
             break
-        frozen = tuple(items)
-
-        def build(event: EventView) -> list[Any]:
-            out: list[Any] = []
-            for evaluate, spread in frozen:
-                value = evaluate(event)
-                if spread:
-                    out.extend(value)
-                else:
-                    out.append(value)
-            return out
-
-        return build
+        return Arr(tuple(items))
 
     def _query_end(self, start: int) -> int:
         """Where a query ends: a , } or ] outside brackets, parentheses and strings."""
@@ -350,7 +364,7 @@ class _Parser:
             raise self.error("unterminated string in query", start)
         return i
 
-    def query(self, strict: bool) -> tuple[Evaluate, bool]:
+    def query(self, strict: bool) -> tuple[Node, bool]:
         start = self.pos
         end = self._query_end(start)
         text = self.text[start:end].rstrip()
@@ -371,36 +385,146 @@ class _Parser:
         else:
             query = compile_query(text, "constructor", offset=start, whole=self.text)
         self.fields.append(Field("", query, variable))
-        return _evaluator(query, variable, strict, text), not (query is None or query.singular)
+        return Q(query, variable, strict, text), not (query is None or query.singular)
 
 
-def _evaluator(query: Query | None, variable: str | None, strict: bool, text: str) -> Evaluate:
-    if variable is not None:
-        name = variable
-        if query is None:
-            return lambda event: event.variable(name)
-        source: Callable[[EventView], Any] = lambda event: event.variable(name)  # noqa: E731
-    else:
-        source = lambda event: event.payload  # noqa: E731
-    assert query is not None
-    if query.steps is None:
-        return lambda event: query.find(source(event))
-    steps_query = query
+class _Generator:
+    """Writes a constructor out as one Python function (the read hot path).
 
-    def singular(event: EventView) -> Any:
-        value = steps_query.first(source(event))
-        if value is MISSING:
-            if strict:
-                raise StrictMissing(f"strict {text} selected nothing")
-            return None
-        return value
+    Only parsed names, indexes and JSON literals appear in the source, as ``repr``
+    literals; queries the generator cannot inline are called through the namespace.
+    """
 
-    return singular
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"MISSING": MISSING, "_Strict": StrictMissing}
+        self.count = 0
+        self.uses_tags = self.uses_meta = self.uses_time = False
+
+    def temp(self) -> str:
+        self.count += 1
+        return f"t{self.count}"
+
+    def constant(self, value: Any) -> str:
+        name = f"_c{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def doc(self, variable: str | None) -> str:
+        """The expression of what a query reads."""
+        if variable is None:
+            return "payload"
+        if variable == "tags":
+            self.uses_tags = True
+            return "tags"
+        if variable == "received_at":
+            self.uses_time = True
+            return "ra"
+        if variable in ("seq", "source"):
+            return variable
+        if variable == "id":
+            return "id_"
+        self.uses_meta = True
+        return f"meta.get({variable!r})"
+
+    def emit(self, node: Node, indent: str) -> str:
+        out = self.temp()
+        add = self.lines.append
+        if isinstance(node, Lit):
+            value = node.value
+            add(
+                f"{indent}{out} = {value!r}"
+                if isinstance(value, (str, int, float, bool, type(None)))
+                else f"{indent}{out} = {self.constant(value)}"
+            )
+        elif isinstance(node, Obj):
+            add(f"{indent}{out} = {{}}")
+            for key, optional, child in node.members:
+                value = self.emit(child, indent)
+                if optional:
+                    add(f"{indent}if {value} is not None: {out}[{key!r}] = {value}")
+                else:
+                    add(f"{indent}{out}[{key!r}] = {value}")
+        elif isinstance(node, Arr):
+            add(f"{indent}{out} = []")
+            for child, spread in node.items:
+                value = self.emit(child, indent)
+                add(f"{indent}{out}.{'extend' if spread else 'append'}({value})")
+        else:
+            doc = self.doc(node.variable)
+            query = node.query
+            if query is None:
+                add(f"{indent}{out} = {doc}")
+            elif query.steps is None:
+                add(f"{indent}{out} = {self.constant(query)}.find({doc})")
+            else:
+                add(f"{indent}{out} = {doc}")
+                for step in query.steps:
+                    if isinstance(step, str):
+                        add(f"{indent}{out} = {out}.get({step!r}, MISSING) if type({out}) is dict else MISSING")
+                    else:
+                        bound = -step - 1 if step < 0 else step
+                        guard = f"type({out}) is list and {bound} < len({out})"
+                        add(f"{indent}{out} = {out}[{step!r}] if {guard} else MISSING")
+                if node.strict:
+                    message = self.constant(f"strict {node.text} selected nothing")
+                    add(f"{indent}if {out} is MISSING: raise _Strict({message})")
+                else:
+                    add(f"{indent}if {out} is MISSING: {out} = None")
+        return out
+
+    def build(self, root: Node) -> Render:
+        body_lines = self.lines
+        result = self.emit(root, "    ")
+        head = ["def render(payload, seq, id_, source, received_at, meta, meta_text, tags, tags_text):"]
+        if self.uses_tags:
+            head.append("    if tags is None: tags = _loads(tags_text) if tags_text else {}")
+        if self.uses_meta:
+            head.append("    if meta is None: meta = _loads(meta_text) if meta_text else {}")
+        if self.uses_time:
+            head.append("    ra = received_at if type(received_at) is str else _format_time(received_at)")
+        self.namespace["_loads"] = _loads
+        self.namespace["_format_time"] = _format_time
+        code = compile("\n".join([*head, *body_lines, f"    return {result}"]), "<constructor>", "exec")
+        exec(code, self.namespace)  # noqa: S102 - generated from parsed literals only (see class doc)
+        render: Render = self.namespace["render"]
+        return render
+
+
+def _loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)
+
+
+class _TimeText:
+    """RFC 3339 text of a received_at in microseconds; strftime once per second."""
+
+    def __init__(self) -> None:
+        # one tuple, replaced whole, so threads never see a second with another's prefix
+        self.cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, us: int) -> str:
+        second, micros = divmod(us, 1_000_000)
+        cached = self.cached
+        if cached[0] != second:
+            from datetime import UTC, datetime
+
+            cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            self.cached = cached
+        return f"{cached[1]}.{micros:06d}Z"
+
+
+_format_time = _TimeText()
+
+
+def generate(root: Node) -> Render:
+    return _Generator().build(root)
 
 
 def compile_constructor(text: str) -> Constructor:
     if not isinstance(text, str) or not text.strip():
         raise DefinitionInvalid("constructor is empty", code="invalid_constructor", field="constructor")
     parser = _Parser(text)
-    evaluate = parser.parse()
-    return Constructor(text, evaluate, tuple(f for f in parser.fields if f.name))
+    root = parser.parse()
+    return Constructor(text, generate(root), tuple(f for f in parser.fields if f.name))
