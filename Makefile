@@ -49,6 +49,7 @@ test: lint system-deps
 
 bench: install system-deps
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.process_bench
 
 docs: install
 	$(BIN)/python -c 'from iotman.settings import settings_markdown; open("docs/settings.md","w").write(settings_markdown())'
