@@ -8,22 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from iotman.core.scopes import SCOPE_PATTERN
+from iotman.core.definition_fields import DataPath, DefinitionName, RequiredScope, default_path
 from iotman.core.tag_rule import TAG_NAME
 
 __all__ = ["EndpointAuth", "ExportEndpointDefinition", "OutputDefinition", "OutputSelect"]
 
-_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")  # not "." or ".."
-_PATH = re.compile(r"[a-z0-9_-]{1,64}")
 _ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            "name must be 1 to 64 characters of letters, digits, spaces, '_', '.', '-' (no space at the ends)"
-        )
-    return value
 
 
 class OutputSelect(BaseModel):
@@ -46,12 +36,10 @@ class OutputSelect(BaseModel):
 class OutputDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: DefinitionName
     select: OutputSelect = Field(default_factory=OutputSelect)
     constructor: str | None = Field(default=None, description="Object or array literal; none = the payload.")
     description: str = Field(default="", max_length=2000)
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -66,31 +54,15 @@ class EndpointAuth(StrEnum):
 class ExportEndpointDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: DefinitionName
     output: str = Field(description="The output it serves.")
-    path: str | None = Field(default=None, description="URL segment under /data/{ws}/; default: slug of the name.")
+    path: DataPath = Field(default=None, description="URL segment under /data/{ws}/; default: slug of the name.")
     auth: EndpointAuth = Field(default=EndpointAuth.OAUTH2)
-    required_scope: str | None = Field(
+    required_scope: RequiredScope = Field(
         default=None, description="Scope a token must carry; default iotman:data:read for oauth2."
     )
     cors_origins: list[str] = Field(default_factory=list, description='Allowed browser origins, or ["*"].')
     description: str = Field(default="", max_length=2000)
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str | None) -> str | None:
-        if value is not None and not _PATH.fullmatch(value):
-            raise ValueError("path must be 1 to 64 characters of a-z, 0-9, '_' and '-'")
-        return value
-
-    @field_validator("required_scope")
-    @classmethod
-    def _check_scope(cls, value: str | None) -> str | None:
-        if value is not None and not SCOPE_PATTERN.fullmatch(value):
-            raise ValueError("required_scope must look like namespace:action")
-        return value
 
     @field_validator("cors_origins")
     @classmethod
@@ -101,8 +73,6 @@ class ExportEndpointDefinition(BaseModel):
         return value
 
     def stored(self) -> dict[str, Any]:
-        from iotman.core.source import default_path
-
         data = self.model_dump(mode="json")
         data["path"] = self.path or default_path(self.name)
         return data

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from iotman.core.definition_fields import DataPath, DefinitionName, RequiredScope, default_path
 
 __all__ = ["DecodeMode", "ReadAuth", "SchemaMode", "SourceAuth", "SourceDefinition", "default_path"]
 
@@ -37,25 +38,15 @@ class DecodeMode(StrEnum):
     AUTO = "auto"
 
 
-_PATH = re.compile(r"[a-z0-9_-]{1,64}")
-_NAME = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]([A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?")  # not "." or ".."
-
-
-def default_path(name: str) -> str:
-    """The slug of a name: lowercase, anything else than ``[a-z0-9_-]`` becomes ``-``."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")
-    return slug[:64] or "source"
-
-
 class SourceDefinition(BaseModel):
     """What ``POST /api/v1/workspaces/{ws}/sources`` takes and returns."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
 
-    name: str = Field(description="Unique per workspace; letters, digits, spaces, `_`, `.`, `-`.")
-    path: str | None = Field(default=None, description="URL path segment under /data/{ws}/; default: slug of the name.")
+    name: DefinitionName = Field(description="Unique per workspace; letters, digits, spaces, `_`, `.`, `-`.")
+    path: DataPath = Field(default=None, description="URL path segment under /data/{ws}/; default: slug of the name.")
     auth: SourceAuth = Field(default=SourceAuth.NONE, description="`none` or `oauth2` (bearer token).")
-    required_scope: str | None = Field(default=None, description="Scope a bearer token must carry to ingest.")
+    required_scope: RequiredScope = Field(default=None, description="Scope a bearer token must carry to ingest.")
     json_schema: dict[str, Any] | bool | None = Field(
         default=None, alias="schema", description="JSON Schema (2020-12) every event must match."
     )
@@ -73,31 +64,6 @@ class SourceDefinition(BaseModel):
         default=None, ge=1, le=MAX_BODY_LIMIT, description="Body size limit; default: the server setting."
     )
     description: str = Field(default="", max_length=2000)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(
-                "name must be 1 to 64 characters of letters, digits, spaces, '_', '.', '-' (no space at the ends)"
-            )
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str | None) -> str | None:
-        if value is not None and not _PATH.fullmatch(value):
-            raise ValueError("path must be 1 to 64 characters of a-z, 0-9, '_' and '-'")
-        return value
-
-    @field_validator("required_scope")
-    @classmethod
-    def _check_scope(cls, value: str | None) -> str | None:
-        from iotman.core.scopes import SCOPE_PATTERN
-
-        if value is not None and not SCOPE_PATTERN.fullmatch(value):
-            raise ValueError("required_scope must look like namespace:action")
-        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> SourceDefinition:
