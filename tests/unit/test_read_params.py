@@ -31,3 +31,10 @@ def test_time_formats() -> None:
     with pytest.raises(InvalidQuery) as caught:
         parse_time_us("tomorrow", "to")
     assert caught.value.field == "to"
+
+
+def test_sql_json_paths() -> None:
+    from iotman.export.aggregation import sql_json_path
+
+    assert sql_json_path(("value",)) == "$.value"
+    assert sql_json_path(("a b", 0, "c", -1)) == '$."a b"[0].c[#-1]'
