@@ -120,19 +120,32 @@ class ReadService:
             descending=params.descending,
         )
 
-    def _read_rendered(self, target: ReadTarget, query: EventQuery) -> tuple[list[StoredEvent], list[str]]:
+    def _read_rendered(
+        self, target: ReadTarget, query: EventQuery, render_limit: int | None = None
+    ) -> tuple[list[int], list[str]]:
+        """Seqs of the events read and the lines of the first ``render_limit`` of them.
+
+        The store renders when the constructor allows it; otherwise Python does, and
+        events a ``strict`` query cannot render have no line.
+        """
+        constructor = target.output.constructor
+        if constructor is not None and constructor.spec is not None:
+            rendered = self._store.read_rendered(query, constructor.spec)
+            lines = [text for _, text in rendered]
+            return [seq for seq, _ in rendered], lines if render_limit is None else lines[:render_limit]
         rows = self._store.read_events(query)
-        return rows, _render(target.output.constructor, rows, target)
+        return [r.seq for r in rows], _render(constructor, rows[:render_limit], target)
 
     async def page(self, target: ReadTarget, params: ReadParams) -> ReadPage:
         limit = params.limit or 100
+        # one more than asked: it tells whether there is a next page (and is not rendered twice)
         query = self._query(target, params, limit + 1, params.after_seq, params.before_seq)
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._reads, self._store.read_events, query)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = await loop.run_in_executor(self._reads, _render, target.output.constructor, rows, target)
-        return ReadPage(items, rows[-1].seq if rows else None, more)
+        seqs, lines = await asyncio.get_running_loop().run_in_executor(self._reads, self._read_rendered, target, query)
+        more = len(seqs) > limit
+        seqs = seqs[:limit]
+        if more and len(lines) > limit:
+            lines = lines[:limit]
+        return ReadPage(lines, seqs[-1] if seqs else None, more)
 
     async def aggregate(
         self, target: ReadTarget, spec: AggSpec, from_us: int | None, to_us: int | None
@@ -167,18 +180,18 @@ class ReadService:
         while remaining is None or remaining > 0:
             size = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
             query = self._query(target, params, size, after, before)
-            rows, lines = await loop.run_in_executor(self._reads, self._read_rendered, target, query)
-            if not rows:
+            seqs, lines = await loop.run_in_executor(self._reads, self._read_rendered, target, query)
+            if not seqs:
                 return
             if lines:
                 yield ("\n".join(lines) + "\n").encode()
             if remaining is not None:
-                remaining -= len(rows)
+                remaining -= len(seqs)
             if params.descending:
-                before = rows[-1].seq
+                before = seqs[-1]
             else:
-                after = rows[-1].seq
-            if len(rows) < size:
+                after = seqs[-1]
+            if len(seqs) < size:
                 return
 
 

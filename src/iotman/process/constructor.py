@@ -21,8 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from iotman.errors import DefinitionInvalid
 from iotman.process.jsonpath_query import MISSING, Query, caret_excerpt, compile_query
+from iotman.storage.ports import RenderSpec
 
 __all__ = [
     "VARIABLES",
@@ -153,6 +156,8 @@ class Constructor:
     ``received_at`` is RFC 3339 text or microseconds; metadata and tags are dicts, or None
     to be parsed from their texts only if the constructor uses them."""
     fields: tuple[Field, ...]
+    spec: RenderSpec | None = None
+    """How the store can render this constructor itself (None: only the Python renderer can)."""
 
     def render(self, event: EventView) -> Any:
         return self.render_row(
@@ -518,6 +523,48 @@ class _TimeText:
 _format_time = _TimeText()
 
 
+_COLUMN_VARIABLES = frozenset({"seq", "id", "source", "received_at"})
+
+
+def render_spec(node: Node) -> RenderSpec | None:
+    """The store-side rendering of a constructor, when it has one.
+
+    Constructors with non-singular queries, ``strict`` or optional members (``key?:``)
+    keep the Python renderer: their results depend on logic a JSON SQL expression
+    does not express.
+    """
+    if isinstance(node, Lit):
+        return ("literal", orjson.dumps(node.value).decode())
+    if isinstance(node, Obj):
+        members = []
+        for key, optional, child in node.members:
+            spec = None if optional else render_spec(child)
+            if spec is None:
+                return None
+            members.append((key, spec))
+        return ("object", tuple(members))
+    if isinstance(node, Arr):
+        items = []
+        for child, spread in node.items:
+            spec = None if spread else render_spec(child)
+            if spec is None:
+                return None
+            items.append(spec)
+        return ("array", tuple(items))
+    if node.strict or (node.query is not None and node.query.steps is None):
+        return None
+    steps = node.query.steps if node.query is not None and node.query.steps is not None else ()
+    if any(isinstance(step, str) and ('"' in step or "\\" in step) for step in steps):
+        return None
+    if node.variable is None:
+        return ("payload", steps)
+    if node.variable in _COLUMN_VARIABLES:
+        return None if steps else ("column", node.variable)
+    if node.variable == "tags":
+        return ("tags", steps)
+    return ("metadata", node.variable, steps)
+
+
 def generate(root: Node) -> Render:
     return _Generator().build(root)
 
@@ -527,4 +574,4 @@ def compile_constructor(text: str) -> Constructor:
         raise DefinitionInvalid("constructor is empty", code="invalid_constructor", field="constructor")
     parser = _Parser(text)
     root = parser.parse()
-    return Constructor(text, generate(root), tuple(f for f in parser.fields if f.name))
+    return Constructor(text, generate(root), tuple(f for f in parser.fields if f.name), render_spec(root))

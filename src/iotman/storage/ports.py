@@ -24,6 +24,7 @@ __all__ = [
     "DefinitionRecord",
     "EventQuery",
     "QuarantineEntry",
+    "RenderSpec",
     "Store",
     "StoredEvent",
     "TokenRecord",
@@ -89,6 +90,14 @@ class EventQuery:
     to_us: int | None = None
     limit: int = 100
     descending: bool = True
+
+
+RenderSpec = tuple[Any, ...]
+"""How a store may render an output itself (nested tuples, all JSON-safe):
+``("object", ((key, spec), ...))``, ``("array", (spec, ...))``, ``("literal", json_text)``,
+``("column", "seq" | "id" | "source" | "received_at")``, ``("payload", steps)``,
+``("tags", steps)``, ``("metadata", name, steps)``; steps are names and indexes.
+A value a path does not reach renders as null."""
 
 
 @dataclass(slots=True)
@@ -164,6 +173,10 @@ class Store(Protocol):
     def read_events(self, query: EventQuery) -> list[StoredEvent]: ...
 
     def last_seq(self, workspace_id: int) -> int: ...
+
+    def read_rendered(self, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
+        """(seq, JSON text) of each selected event, rendered by the store as ``spec`` says."""
+        ...
 
     def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
         """Computed in the store, ordered by bucket then group."""

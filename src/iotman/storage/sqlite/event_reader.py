@@ -5,15 +5,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from iotman.storage.ports import SEQ_BITS, EventQuery, StoredEvent
+from iotman.storage.ports import SEQ_BITS, EventQuery, RenderSpec, StoredEvent
+from iotman.storage.sqlite.json_render import render_sql
 from iotman.storage.sqlite.tag_index import index_names, tag_expression
 
-__all__ = ["count_events", "first_pos_at_or_after", "last_seq", "read_events"]
+__all__ = ["count_events", "first_pos_at_or_after", "last_seq", "read_events", "read_rendered"]
 
 _MAX_SEQ = (1 << SEQ_BITS) - 1
 _COLUMNS = "pos, id, source, received_at_us, payload, metadata, tags"
+T = TypeVar("T")
 
 
 def first_pos_at_or_after(conn: sqlite3.Connection, lo: int, hi: int, time_us: int) -> int | None:
@@ -90,6 +93,26 @@ def selection(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> t
 
 
 def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent]:
+    def event(row: Any, base: int) -> StoredEvent:
+        return StoredEvent(row[0] - base, row[1], row[2], row[3], row[4], row[5], row[6])
+
+    return _read(conn, query, _COLUMNS, [], event)
+
+
+def read_rendered(conn: sqlite3.Connection, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
+    """(seq, JSON text) of each selected event, rendered by SQLite's JSON functions."""
+    params: list[Any] = []
+    expression = render_sql(spec, params, query.workspace_id << SEQ_BITS)
+    return _read(conn, query, f"pos, {expression}", params, lambda row, base: (row[0] - base, row[1]))
+
+
+def _read(
+    conn: sqlite3.Connection,
+    query: EventQuery,
+    columns: str,
+    column_params: list[Any],
+    make: Callable[[Any, int], T],
+) -> list[T]:
     bounds = position_bounds(conn, query)
     if bounds is None or query.limit <= 0:
         return []
@@ -97,29 +120,23 @@ def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent
     base = query.workspace_id << SEQ_BITS
     order = "DESC" if query.descending else "ASC"
     sources = query.sources
+
+    def select(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> list[T]:
+        hint, terms, params = selection(sources, tags)
+        where = " AND ".join(["pos >= ?", "pos <= ?", *terms])
+        sql = f"SELECT {columns} FROM events{hint} WHERE {where} ORDER BY pos {order} LIMIT ?"  # noqa: S608
+        return [make(row, base) for row in conn.execute(sql, [*column_params, lo, hi, *params, query.limit])]
+
     if not query.tags and sources is not None and len(sources) > 1:
         # one ordered index range per source, merged: no sort of every match
-        runs = [_select(conn, base, lo, hi, order, query.limit, (source,), None) for source in sources]
-        merged = heapq.merge(*runs, key=lambda e: e.seq, reverse=query.descending)
+        runs = [select((source,), None) for source in sources]
+        merged = heapq.merge(*runs, key=_pos_of, reverse=query.descending)
         return list(itertools.islice(merged, query.limit))
-    return _select(conn, base, lo, hi, order, query.limit, sources, query.tags)
+    return select(sources, query.tags)
 
 
-def _select(
-    conn: sqlite3.Connection,
-    base: int,
-    lo: int,
-    hi: int,
-    order: str,
-    limit: int,
-    sources: tuple[str, ...] | None,
-    tags: dict[str, Any] | None,
-) -> list[StoredEvent]:
-    hint, terms, params = selection(sources, tags)
-    where = " AND ".join(["pos >= ?", "pos <= ?", *terms])
-    sql = f"SELECT {_COLUMNS} FROM events{hint} WHERE {where} ORDER BY pos {order} LIMIT ?"  # noqa: S608
-    rows = conn.execute(sql, [lo, hi, *params, limit])
-    return [StoredEvent(r[0] - base, r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+def _pos_of(item: Any) -> int:
+    return item.seq if isinstance(item, StoredEvent) else int(item[0])
 
 
 def last_seq(conn: sqlite3.Connection, workspace_id: int) -> int:

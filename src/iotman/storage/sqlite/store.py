@@ -23,6 +23,7 @@ from iotman.storage.ports import (
     DefinitionRecord,
     EventQuery,
     QuarantineEntry,
+    RenderSpec,
     StoredEvent,
     TokenRecord,
 )
@@ -138,6 +139,14 @@ class SqliteStore:
         conn.execute("BEGIN")
         try:
             return event_reader.read_events(conn, query)
+        finally:
+            conn.execute("COMMIT")
+
+    def read_rendered(self, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return event_reader.read_rendered(conn, query, spec)
         finally:
             conn.execute("COMMIT")
 
