@@ -195,13 +195,17 @@ def main(argv: list[str] | None = None) -> int:
             tagged = have[0]["count"] if have else 0
             if tagged < args.events:
                 fill(server, "tagged", args.events - tagged)
+            # the first pass reads the file from disk (this machine's page cache is small and
+            # reclaimed quickly); the second shows the steady state; both are reported
+            cold, lines = stream_rate(server, args.events)
             rate, lines = stream_rate(server, args.events)
             print(
                 f"(f) NDJSON read of a 4-field constructor output: {lines:,} events at {rate:,.0f} events/s "
-                "(target >= 200,000)"
+                f"(first, cold pass: {cold:,.0f}) (target >= 200,000)"
             )
             results["read_ndjson_events"] = lines
             results["read_ndjson_events_per_s"] = round(rate)
+            results["read_ndjson_cold_events_per_s"] = round(cold)
             tag_rate, _ = stream_rate(server, args.events, "by-tag")
             print(f"    the same output selected by a tag on every event: {tag_rate:,.0f} events/s")
             results["read_ndjson_by_tag_events_per_s"] = round(tag_rate)
