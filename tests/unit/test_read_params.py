@@ -34,7 +34,7 @@ def test_time_formats() -> None:
 
 
 def test_sql_json_paths() -> None:
-    from iotman.export.aggregation import sql_json_path
+    from iotman.storage.sqlite.json_render import json_path
 
-    assert sql_json_path(("value",)) == "$.value"
-    assert sql_json_path(("a b", 0, "c", -1)) == '$."a b"[0].c[#-1]'
+    assert json_path(("value",)) == "$.value"
+    assert json_path(("a b", 0, "c", -1)) == '$."a b"[0].c[#-1]'

@@ -104,3 +104,11 @@ def test_passthrough_aggregates_payload_keys(api: Api) -> None:
     for value in (1, 2, 6):
         api.post("raw", json.dumps({"x": value}))
     assert api.client.get("/data/acme/raw?agg=avg(x)").json()["data"] == [{"value": 3.0, "count": 3}]
+
+
+def test_field_names_that_cannot_be_paths(api: Api) -> None:
+    api.source(name="raw", read_access=True, read_auth="none")
+    api.post("raw", json.dumps({"x": 1}))
+    response = api.client.get('/data/acme/raw?agg=avg(a"b)')
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_agg"

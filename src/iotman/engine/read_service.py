@@ -22,7 +22,7 @@ from iotman.access.principal import Principal
 from iotman.connect.json_codec import load_json
 from iotman.engine.registry import ReadTarget
 from iotman.errors import InvalidQuery
-from iotman.export.aggregation import AggSpec, sql_json_path
+from iotman.export.aggregation import AggSpec
 from iotman.export.read_params import ReadParams
 from iotman.process.constructor import Constructor, StrictMissing
 from iotman.storage.ports import AggregateQuery, EventQuery, Store, StoredEvent
@@ -195,13 +195,15 @@ class ReadService:
                 return
 
 
-def _agg_path(target: ReadTarget, spec: AggSpec) -> str | None:
-    """The SQL JSON path of the aggregated field (None for count)."""
+def _agg_path(target: ReadTarget, spec: AggSpec) -> tuple[str | int, ...] | None:
+    """The payload steps of the aggregated field (None for count)."""
     if spec.field is None:
         return None
+    if '"' in spec.field or "\\" in spec.field:
+        raise InvalidQuery(f"field {spec.field!r} cannot be aggregated", code="invalid_agg", field="agg")
     constructor = target.output.constructor
     if constructor is None:
-        return sql_json_path((spec.field,))  # passthrough: a top-level payload key
+        return (spec.field,)  # passthrough: a top-level payload key
     for field in constructor.fields:
         if field.name == spec.field:
             if field.payload_steps is None:
@@ -210,7 +212,7 @@ def _agg_path(target: ReadTarget, spec: AggSpec) -> str | None:
                     code="invalid_agg",
                     field="agg",
                 )
-            return sql_json_path(field.payload_steps)
+            return field.payload_steps
     known = ", ".join(f.name for f in constructor.fields) or "none"
     raise InvalidQuery(
         f"output {target.output.name!r} has no field {spec.field!r} (fields: {known})", code="invalid_agg", field="agg"

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from iotman.core.tag_rule import TAG_NAME
 from iotman.errors import InvalidQuery
 
-__all__ = ["AGG_FUNCTIONS", "BUCKETS", "AggSpec", "parse_agg", "sql_json_path"]
+__all__ = ["AGG_FUNCTIONS", "BUCKETS", "AggSpec", "parse_agg"]
 
 AGG_FUNCTIONS = frozenset({"count", "sum", "avg", "min", "max", "p50", "p95", "p99"})
 BUCKETS = {"1m": 60_000_000, "5m": 300_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 _AGG = re.compile(r"(?P<fn>[a-z0-9]+)(\((?P<field>[^()]*)\))?")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ALLOWED_WITH_AGG = frozenset({"agg", "bucket", "group_by", "from", "to"})
 
 
@@ -67,17 +66,3 @@ def parse_agg(params: Mapping[str, str]) -> AggSpec:
     if group_by is not None and not TAG_NAME.fullmatch(group_by):
         raise InvalidQuery(f"group_by={group_by!r} is not a tag key", code="invalid_agg", field="group_by")
     return AggSpec(function, field, bucket, BUCKETS[bucket] if bucket else None, group_by)
-
-
-def sql_json_path(steps: tuple[str | int, ...]) -> str:
-    """A SQLite JSON path for name/index steps: ``$."a"[0]``; negative indexes count from the end."""
-    out = ["$"]
-    for step in steps:
-        if isinstance(step, int):
-            out.append(f"[{step}]" if step >= 0 else f"[#{step}]")
-        else:
-            if '"' in step or "\\" in step:
-                raise InvalidQuery(f"field path step {step!r} cannot be aggregated in SQL", code="invalid_agg")
-            # an identifier goes unquoted: SQLite's JSON path parser handles it about twice as fast
-            out.append(f".{step}" if _IDENTIFIER.fullmatch(step) else f'."{step}"')
-    return "".join(out)

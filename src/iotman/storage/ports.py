@@ -106,7 +106,7 @@ class AggregateQuery:
 
     events: EventQuery
     function: str  # count, sum, avg, min, max, p50, p95, p99
-    value_path: str | None  # a SQLite JSON path into the payload; None for count
+    value_steps: tuple[str | int, ...] | None  # name/index steps into the payload; None for count
     bucket_us: int | None
     group_by: str | None  # a tag key
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from iotman.storage.ports import AggregateQuery, AggregateRow
 from iotman.storage.sqlite.event_reader import position_bounds, selection
+from iotman.storage.sqlite.json_render import json_path
 from iotman.storage.sqlite.tag_index import tag_expression
 
 __all__ = ["aggregate"]
@@ -35,12 +36,12 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery) -> list[Aggregate
             " GROUP BY b, g ORDER BY b, g"
         )
         return _rows(conn.execute(sql, params))
-    assert query.value_path is not None
+    assert query.value_steps is not None
     numbers = (
         f"SELECT b, g, v FROM (SELECT {bucket} AS b, {group} AS g, json_extract(payload, ?) AS v"  # noqa: S608
         f" FROM events{hint} WHERE {where}) WHERE typeof(v) IN ('integer', 'real')"
     )
-    params = [query.value_path, *params]
+    params = [json_path(query.value_steps), *params]
     if query.function in _SIMPLE:
         sql = f"SELECT b, g, {_SIMPLE[query.function]}(v), count(*) FROM ({numbers}) GROUP BY b, g ORDER BY b, g"  # noqa: S608
         try:
