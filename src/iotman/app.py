@@ -17,6 +17,7 @@ def build_store(settings: Settings, *, metrics: Metrics | None = None, clock: Cl
     if url.startswith("sqlite:"):
         from iotman.storage.sqlite import SqliteStore
         from iotman.storage.sqlite.connection import path_from_url
+        from iotman.storage.sqlite.store import AnalyticsOptions
 
         return SqliteStore(
             path_from_url(url),
@@ -25,6 +26,10 @@ def build_store(settings: Settings, *, metrics: Metrics | None = None, clock: Cl
             idempotency_ttl_us=settings.idempotency_ttl_seconds * 1_000_000,
             clock=clock,
             on_commit=metrics.observe_commit if metrics is not None else None,
+            analytics=AnalyticsOptions(
+                settings.analytics_min_events, settings.analytics_threads, settings.analytics_memory_mb
+            ),
+            on_aggregate=metrics.observe_aggregation if metrics is not None else None,
         )
     if url.startswith(("postgresql:", "postgres:")):
         raise ConfigurationError(

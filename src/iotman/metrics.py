@@ -36,7 +36,17 @@ class Metrics:
         self.quarantine_dropped = Counter(
             "iotman_quarantine_dropped", "Refusals not recorded because the quarantine rate limit was hit.", registry=r
         )
+        self.aggregations = Histogram(
+            "iotman_aggregation_seconds",
+            "Time of ?agg= queries in the store, by engine (sqlite or duckdb).",
+            ["engine"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.reads = Counter("iotman_read_requests", "Read requests on /data by outcome.", ["outcome"], registry=r)
+
+    def observe_aggregation(self, engine: str, seconds: float) -> None:
+        self.aggregations.labels(engine).observe(seconds)
 
     def observe_commit(self, jobs: int, events: int) -> None:
         self.commit_groups.inc()

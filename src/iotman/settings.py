@@ -72,6 +72,17 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("log_format", "json", "Log format: `json` (one object a line) or `console`.", _choice("json", "console")),
     Setting("access_log", False, "Log every HTTP request (costs ingest throughput).", _bool),
     Setting("read_threads", 8, "Threads that serve store reads.", int),
+    Setting(
+        "analytics_min_events",
+        20000,
+        "Aggregations (`?agg=`) over at least this many log positions run in DuckDB, in a "
+        "worker process, over the SQLite file; smaller ones in SQLite. `0` turns DuckDB off.",
+        int,
+    ),
+    Setting("analytics_threads", 2, "Threads of the DuckDB analytics worker.", int),
+    Setting(
+        "analytics_memory_mb", 1024, "Memory limit of the DuckDB analytics worker (it spills to disk beyond).", int
+    ),
 )
 
 
@@ -95,6 +106,9 @@ class Settings:
     log_format: str = "json"
     access_log: bool = False
     read_threads: int = 8
+    analytics_min_events: int = 20000
+    analytics_threads: int = 2
+    analytics_memory_mb: int = 1024
 
     def store_url(self) -> str:
         if self.store:

@@ -12,7 +12,15 @@ from iotman.storage.ports import SEQ_BITS, EventQuery, RenderSpec, StoredEvent
 from iotman.storage.sqlite.json_render import render_sql
 from iotman.storage.sqlite.tag_index import index_names, tag_expression
 
-__all__ = ["count_events", "first_pos_at_or_after", "last_seq", "read_events", "read_rendered"]
+__all__ = [
+    "count_events",
+    "first_pos_at_or_after",
+    "last_seq",
+    "occupied_bounds",
+    "position_bounds",
+    "read_events",
+    "read_rendered",
+]
 
 _MAX_SEQ = (1 << SEQ_BITS) - 1
 _COLUMNS = "pos, id, source, received_at_us, payload, metadata, tags"
@@ -90,6 +98,15 @@ def selection(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> t
         where.append(f"source IN ({', '.join('?' * len(sources))})")
         params.extend(sources)
     return hint, where, params
+
+
+def occupied_bounds(conn: sqlite3.Connection, bounds: tuple[int, int]) -> tuple[int, int] | None:
+    """``bounds`` narrowed to the first and last stored positions inside it (None if none)."""
+    first = conn.execute("SELECT min(pos) FROM events WHERE pos >= ? AND pos <= ?", bounds).fetchone()[0]
+    if first is None:
+        return None
+    last = conn.execute("SELECT max(pos) FROM events WHERE pos >= ? AND pos <= ?", bounds).fetchone()[0]
+    return int(first), int(last)
 
 
 def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent]:

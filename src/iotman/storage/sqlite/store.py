@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,13 +31,17 @@ from iotman.storage.ports import (
     TokenRecord,
 )
 from iotman.storage.sqlite import event_aggregator, event_reader
+from iotman.storage.sqlite.analytics_process import AnalyticsProcess, AnalyticsUnavailable
+from iotman.storage.sqlite.analytics_sql import duckdb_aggregate_sql
 from iotman.storage.sqlite.connection import open_connection
 from iotman.storage.sqlite.event_appender import AppendJob, LogPositions
 from iotman.storage.sqlite.group_writer import GroupWriter
 from iotman.storage.sqlite.migrator import migrate
 from iotman.storage.sqlite.tag_index import index_names, tag_index_ddl
 
-__all__ = ["SqliteStore"]
+__all__ = ["AnalyticsOptions", "SqliteStore"]
+
+log = logging.getLogger("iotman.storage.analytics")
 
 _MAX_SEQ = (1 << SEQ_BITS) - 1
 _DEF_COLUMNS = "kind, name, body, version, created_at_us, updated_at_us"
@@ -48,6 +55,16 @@ def _workspace(row: tuple[Any, ...]) -> Workspace:
     return Workspace(row[0], row[1], row[2], row[3])
 
 
+@dataclass(frozen=True, slots=True)
+class AnalyticsOptions:
+    """When aggregations go to DuckDB (decision 0006): ranges of at least ``min_events``
+    positions; ``0`` keeps every aggregation in SQLite."""
+
+    min_events: int = 0
+    threads: int = 2
+    memory_mb: int = 1024
+
+
 class SqliteStore:
     def __init__(
         self,
@@ -58,6 +75,8 @@ class SqliteStore:
         idempotency_ttl_us: int = 86_400_000_000,
         clock: Clock | None = None,
         on_commit: Callable[[int, int], None] | None = None,
+        analytics: AnalyticsOptions | None = None,
+        on_aggregate: Callable[[str, float], None] | None = None,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
@@ -71,6 +90,9 @@ class SqliteStore:
         self._positions = LogPositions()
         self._writer: GroupWriter | None = None
         self._write_conn: sqlite3.Connection | None = None
+        self._analytics_options = analytics or AnalyticsOptions()
+        self._on_aggregate = on_aggregate
+        self.analytics: AnalyticsProcess | None = None
 
     # lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -82,6 +104,9 @@ class SqliteStore:
         )
 
     def close(self) -> None:
+        if self.analytics is not None:
+            self.analytics.close()
+            self.analytics = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -154,12 +179,46 @@ class SqliteStore:
         return event_reader.last_seq(self._reader(), workspace_id)
 
     def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
+        started = time.perf_counter()
         conn = self._reader()
         conn.execute("BEGIN")
         try:
-            return event_aggregator.aggregate(conn, query)
+            bounds = event_reader.position_bounds(conn, query.events)
+            if bounds is not None:
+                bounds = event_reader.occupied_bounds(conn, bounds)
+            if bounds is None:
+                return []
+            engine, rows = "sqlite", None
+            if self._uses_duckdb(bounds):
+                rows = self._aggregate_in_duckdb(query, bounds)
+                engine = "duckdb" if rows is not None else "sqlite"
+            if rows is None:
+                rows = event_aggregator.aggregate(conn, query, bounds)
         finally:
             conn.execute("COMMIT")
+        if self._on_aggregate is not None:
+            self._on_aggregate(engine, time.perf_counter() - started)
+        return rows
+
+    def _uses_duckdb(self, bounds: tuple[int, int]) -> bool:
+        least = self._analytics_options.min_events
+        return least > 0 and bounds[1] - bounds[0] + 1 >= least and self.path != ":memory:"
+
+    def _aggregate_in_duckdb(self, query: AggregateQuery, bounds: tuple[int, int]) -> list[AggregateRow] | None:
+        """DuckDB's answer, or None when SQLite must answer (the reason is logged)."""
+        try:
+            sql, params = duckdb_aggregate_sql(query, *bounds, self._analytics_options.threads)
+        except ValueError as exc:  # a selection value DuckDB's sqlite_query cannot carry
+            log.info("aggregation stays in SQLite: %s", exc)
+            return None
+        if self.analytics is None:
+            options = self._analytics_options
+            self.analytics = AnalyticsProcess(self.path, threads=options.threads, memory_mb=options.memory_mb)
+        try:
+            return event_aggregator.finish(self.analytics.query(sql, params))
+        except AnalyticsUnavailable as exc:
+            log.warning("aggregation answered by SQLite: DuckDB failed: %s", exc)
+            return None
 
     def ensure_tag_index(self, key: str) -> None:
         statements = tag_index_ddl(key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["index_names", "tag_expression", "tag_index_ddl"]
+__all__ = ["index_names", "tag_expression", "tag_index_ddl", "tag_json_path"]
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -22,6 +22,12 @@ def tag_expression(key: str) -> str:
     if not _KEY.fullmatch(key):  # keys are validated by the definitions; this guards the SQL text
         raise ValueError(f"not a tag key: {key!r}")
     return "json_extract(tags, '$.\"" + key + "\"')"
+
+
+def tag_json_path(key: str) -> str:
+    """The JSON path of a tag in the ``tags`` object (SQLite and DuckDB read it alike)."""
+    tag_expression(key)  # validates the key
+    return '$."' + key + '"'
 
 
 def index_names(key: str) -> tuple[str, str]:
