@@ -86,6 +86,22 @@ def test_ndjson_stream(readable: Api) -> None:
     assert json.loads(asc[-1]) == {"i": 1499}
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 10, 11])
+def test_ndjson_stream_across_chunk_edges(readable: Api, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr("iotman.engine.read_service.STREAM_CHUNK", chunk)
+    readable.post("readings", "\n".join(json.dumps({"i": i}) for i in range(10)), "application/x-ndjson")
+
+    def stream(query: str) -> list[int]:
+        response = readable.client.get(f"/data/acme/readings?{query}", headers={"Accept": "application/x-ndjson"})
+        return [json.loads(line)["i"] for line in response.text.splitlines()]
+
+    assert stream("") == list(range(9, -1, -1))
+    assert stream("order=asc") == list(range(10))
+    assert stream("order=asc&limit=7") == list(range(7))
+    assert stream("limit=3") == [9, 8, 7]
+    assert stream("order=asc&after_seq=4&limit=4") == [4, 5, 6, 7]
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

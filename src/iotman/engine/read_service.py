@@ -173,26 +173,38 @@ class ReadService:
         return {"agg": spec.text, "bucket": spec.bucket, "group_by": spec.group_by, "data": data}
 
     async def stream(self, target: ReadTarget, params: ReadParams) -> AsyncIterator[bytes]:
-        """NDJSON lines, read and rendered in chunks, each chunk in its own short read transaction."""
+        """NDJSON lines, read and rendered in chunks, each chunk in its own short read transaction.
+
+        The next chunk is read (in a store thread) while the current one is sent.
+        """
         remaining = params.limit
         after, before = params.after_seq, params.before_seq
         loop = asyncio.get_running_loop()
-        while remaining is None or remaining > 0:
+
+        def read(after: int | None, before: int | None) -> asyncio.Future[tuple[list[int], bytes]]:
             size = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
             query = self._query(target, params, size, after, before)
-            seqs, lines = await loop.run_in_executor(self._reads, self._read_rendered, target, query)
-            if not seqs:
-                return
-            if lines:
-                yield ("\n".join(lines) + "\n").encode()
+            return loop.run_in_executor(self._reads, self._read_chunk, target, query)
+
+        pending: asyncio.Future[tuple[list[int], bytes]] | None = read(after, before)
+        while pending is not None:
+            asked = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
+            seqs, body = await pending
+            pending = None
             if remaining is not None:
                 remaining -= len(seqs)
-            if params.descending:
-                before = seqs[-1]
-            else:
-                after = seqs[-1]
-            if len(seqs) < size:
-                return
+            if seqs and len(seqs) == asked and (remaining is None or remaining > 0):
+                if params.descending:
+                    before = seqs[-1]
+                else:
+                    after = seqs[-1]
+                pending = read(after, before)
+            if body:
+                yield body
+
+    def _read_chunk(self, target: ReadTarget, query: EventQuery) -> tuple[list[int], bytes]:
+        seqs, lines = self._read_rendered(target, query)
+        return seqs, ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 def _agg_path(target: ReadTarget, spec: AggSpec) -> tuple[str | int, ...] | None:
