@@ -94,6 +94,9 @@ EVENTS: list[tuple[int, str, Any, str | None]] = [
     (67, "other", {"value": 100}, '{"device_id":"d-1","kind":"reading"}'),
     (130, "readings", {"value": 2**62}, '{"device_id":"d-4","n":3}'),
     (131, "readings", {"value": 2**62}, '{"device_id":"d-4","flag":true}'),
+    (131, "readings", {"value": 1}, '{"device_id":1.0}'),
+    (131, "readings", {"value": 2}, '{"device_id":1}'),
+    (131, "readings", {"value": 3}, '{"device_id":true}'),
     (132, "readings", {"value": 1e300}, '{"device_id":"d-5","n":3.5}'),
     (133, "readings", {"value": 0.1}, '{"device_id":"d-5"}'),
     (134, "readings", {"value": 0.2}, '{"device_id":"d-5","q":"it\'s"}'),
@@ -139,9 +142,22 @@ def test_known_answers(engines: Engines) -> None:
     rows = {(r.bucket_us, r.group): (r.value, r.count) for r in engines.compare(query)}
     assert rows[(T0, "d-1")] == (3.5, 2)
     assert rows[(T0 + HOUR, "d-2")] == (-4, 1)
-    assert rows[(T0 + 2 * HOUR, "d-4")] == (2**63, 2)  # exact: beyond a 64-bit integer
+    assert rows[(T0 + 2 * HOUR, "d-4")] == (2**63, 2)
+    assert type(rows[(T0 + 2 * HOUR, "d-4")][0]) is int  # exact: beyond a 64-bit integer
     flags = AggregateQuery(EventQuery(ws), "count", None, None, "flag")
-    assert [(r.group, r.count) for r in engines.compare(flags)] == [(None, 15), (True, 2)]
+    assert [(r.group, r.count) for r in engines.compare(flags)] == [(None, 18), (True, 2)]
+    devices = AggregateQuery(EventQuery(ws), "sum", ("value",), None, "device_id")
+    groups = [r.group for r in engines.compare(devices)]
+    assert groups[:4] == [True, 1, 1.0, "d-1"]  # one order whichever engine answers
+    assert [type(g) for g in groups[:3]] == [bool, int, float]
+
+
+def test_paths_duckdb_reads_differently_stay_in_sqlite(engines: Engines) -> None:
+    ws = fill(engines, [(0, "s", {"*": 4, "a": 1}, None)])
+    query = AggregateQuery(EventQuery(ws), "sum", ("*",), None, None)
+    engines.engines.clear()
+    assert [(r.value, r.count) for r in engines.duck.aggregate(query)] == [(4, 1)]
+    assert engines.engines == ["sqlite"]
 
 
 def test_time_ranges_and_empty_selections(engines: Engines) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,3 +150,76 @@ def test_small_ranges_stay_in_sqlite(log_file: str) -> None:
         assert store.analytics is None  # no worker was started
     finally:
         store.close()
+
+
+def test_close_stops_a_running_query_and_no_worker_starts_after(log_file: str) -> None:
+    worker = AnalyticsProcess(log_file, threads=1, memory_mb=256)
+    worker.query("SELECT 1", [])
+    pid = worker.pid
+    assert pid is not None
+    failures: list[Exception] = []
+
+    def slow() -> None:
+        try:
+            worker.query("SELECT count(*) FROM range(100000000000) a", [])
+        except AnalyticsUnavailable as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    worker.close()
+    thread.join(10)
+    assert time.monotonic() - started < 5
+    assert len(failures) == 1
+    assert gone(pid)
+    with pytest.raises(AnalyticsUnavailable, match="closed"):
+        worker.query("SELECT 1", [])
+    assert worker.pid is None
+
+
+def test_first_use_from_many_threads_starts_one_worker(log_file: str) -> None:
+    store = SqliteStore(log_file, analytics=AnalyticsOptions(min_events=1))
+    store.open()
+    try:
+        query = AggregateQuery(EventQuery(1), "count", None, None, None)
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: store.aggregate(query)[0].count, range(6)))
+        assert answers == [10] * 6
+        workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_worker_of(p, os.getpid())]
+        assert len(workers) == 1
+    finally:
+        store.close()
+
+
+def _is_worker_of(proc: Path, parent: int) -> bool:
+    try:
+        stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        command = (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return int(stat[1]) == parent and b"analytics_worker" in command and stat[0] not in ("Z", "X")
+
+
+def test_a_worker_whose_server_dies_exits_mid_query(tmp_path: Path, log_file: str) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import sys\n"
+        "from iotman.storage.sqlite.analytics_process import AnalyticsProcess\n"
+        f"worker = AnalyticsProcess({log_file!r}, threads=1, memory_mb=256)\n"
+        "worker.query('SELECT 1', [])\n"
+        "print(worker.pid, flush=True)\n"
+        "worker.query('SELECT count(*) FROM range(100000000000) a', [])\n"
+    )
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        pid = int(server.stdout.readline())
+        time.sleep(0.3)
+        server.kill()
+        server.wait()
+        assert gone(pid), "the worker outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -41,6 +41,7 @@ class AnalyticsProcess:
         start_seconds: float = 60.0,
         query_seconds: float = 600.0,
         retry_seconds: float = 60.0,
+        wait_seconds: float = 30.0,
     ) -> None:
         self._db_path = db_path
         self._threads = threads
@@ -48,6 +49,8 @@ class AnalyticsProcess:
         self._start_seconds = start_seconds
         self._query_seconds = query_seconds
         self._retry_seconds = retry_seconds
+        self._wait_seconds = wait_seconds
+        self._closed = False
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._failed_at: float | None = None
@@ -58,23 +61,41 @@ class AnalyticsProcess:
         return self._proc.pid if self._proc is not None else None
 
     def query(self, sql: str, params: list[Any]) -> list[list[Any]]:
-        with self._lock:
+        """The rows of ``sql``; queries take turns, and one that waits longer than
+        ``wait_seconds`` for its turn is not run here (the caller uses SQLite)."""
+        try:
+            request = pack_frame({"sql": sql, "params": params})
+        except (TypeError, ValueError) as exc:  # not representable; the worker is fine
+            raise AnalyticsUnavailable(f"cannot send the query: {exc}") from exc
+        if not self._lock.acquire(timeout=self._wait_seconds):
+            raise AnalyticsUnavailable("the analytics worker is busy")
+        try:
+            if self._closed:
+                raise AnalyticsUnavailable("the store is closed")
             proc = self._running()
             assert proc.stdin is not None
             assert proc.stdout is not None
             try:
-                proc.stdin.write(pack_frame({"sql": sql, "params": params}))
+                proc.stdin.write(request)
                 proc.stdin.flush()
                 answer = self._receive(proc.stdout, self._query_seconds)
             except (OSError, ValueError) as exc:
                 self._stop(f"the analytics worker failed: {exc}")
                 raise AnalyticsUnavailable(str(exc)) from exc
+        finally:
+            self._lock.release()
         if "error" in answer:
             raise AnalyticsUnavailable(str(answer["error"]))
         rows: list[list[Any]] = answer["rows"]
         return rows
 
     def close(self) -> None:
+        """Stop the worker now, also in the middle of a query (that query then fails over
+        to SQLite); no worker starts after this."""
+        self._closed = True
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # our child, by its PID; a waiting query sees the pipe close
         with self._lock:
             self._stop(None)
 
@@ -120,11 +141,13 @@ class AnalyticsProcess:
     @staticmethod
     def _read_exactly(stream: IO[bytes], size: int, deadline: float) -> bytes:
         fd = stream.fileno()
+        poller = select.poll()  # not select(): descriptors above 1024 are common in a busy server
+        poller.register(fd, select.POLLIN)
         chunks: list[bytes] = []
         left = size
         while left:
             wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+            if wait <= 0 or not poller.poll(wait * 1000):
                 raise OSError("no answer in time")
             chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:

@@ -85,6 +85,8 @@ def duckdb_aggregate_sql(query: AggregateQuery, lo: int, hi: int, connections: i
         sql = f"SELECT {bucket} AS b, {group} AS g, NULL::VARCHAR AS v, count(*) AS n FROM ({events}) GROUP BY b, g"  # noqa: S608
         return sql, [*group_params, *params]
     assert query.value_steps is not None
+    if any(isinstance(step, str) and "*" in step for step in query.value_steps):
+        raise ValueError("DuckDB reads * in a JSON path as a wildcard")
     path = json_path(query.value_steps)
     # json_extract gives JSON text: only a JSON number casts to DOUBLE (strings stay
     # quoted, true/false/null and containers do not cast), one parse per event

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,22 @@ def _connect(path: str, threads: int, memory_mb: int) -> Any:
     return conn
 
 
+def _exit_with_parent() -> None:
+    """Exit as soon as the server is gone, even in the middle of a query (stdin only
+    tells us between queries)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _exit_with_parent()
     path, threads, memory_mb = args[0], int(args[1]), int(args[2])
     stdin = sys.stdin.buffer
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -9,6 +9,7 @@ here, so ``true`` stays a boolean. Large ranges go to DuckDB instead
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from iotman.storage.sqlite.tag_index import tag_json_path
 
 __all__ = ["aggregate", "finish"]
 
+_INTEGER = re.compile(r"-?[0-9]+")
 _SIMPLE = {"sum": "sum", "avg": "avg", "min": "min", "max": "max"}
 _PERCENT = {"p50": 50, "p95": 95, "p99": 99}
 
@@ -70,7 +72,7 @@ def _rows(cursor: sqlite3.Cursor) -> list[AggregateRow]:
 
 def finish(rows: Iterable[Sequence[Any]]) -> list[AggregateRow]:
     """Rows of (bucket, group JSON text, value, count) -> AggregateRows in bucket,
-    then group order (no group first, then numbers, then strings)."""
+    then group order (no group first, then booleans, numbers, strings)."""
     out = [AggregateRow(row[0], _group(row[1]), _number(row[2]), row[3]) for row in rows]
     out.sort(key=_order)
     return out
@@ -84,6 +86,8 @@ def _number(value: Any) -> Any:
     """A value as SQLite or DuckDB gave it: a number, or number text (``"40"``, ``"2.5"``, ``"inf"``)."""
     if not isinstance(value, str):
         return value
+    if _INTEGER.fullmatch(value):
+        return int(value)  # exact at any size (orjson would round past 64 bits)
     try:
         number = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -95,8 +99,10 @@ def _order(row: AggregateRow) -> tuple[Any, ...]:
     group = row.group
     if group is None:
         rank: tuple[Any, ...] = (0,)
-    elif isinstance(group, int | float):
+    elif isinstance(group, bool):
         rank = (1, group)
+    elif isinstance(group, int | float):
+        rank = (2, group, isinstance(group, float))  # 1 before 1.0: one order whichever engine answered
     else:
-        rank = (2, str(group))
+        rank = (3, str(group))
     return (row.bucket_us is not None, row.bucket_us or 0, rank)

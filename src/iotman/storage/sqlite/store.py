@@ -96,6 +96,7 @@ class SqliteStore:
 
     # lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
+        self.analytics = None
         conn = open_connection(self.path, synchronous=self._synchronous, writer=True)
         migrate(conn)
         self._write_conn = conn
@@ -106,7 +107,6 @@ class SqliteStore:
     def close(self) -> None:
         if self.analytics is not None:
             self.analytics.close()
-            self.analytics = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -180,45 +180,52 @@ class SqliteStore:
 
     def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
         started = time.perf_counter()
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            bounds = event_reader.position_bounds(conn, query.events)
-            if bounds is not None:
-                bounds = event_reader.occupied_bounds(conn, bounds)
+        engine, rows = "sqlite", None
+        if self._analytics_options.min_events > 0 and self.path != ":memory:":
+            bounds = self._bounds(query)
             if bounds is None:
                 return []
-            engine, rows = "sqlite", None
-            if self._uses_duckdb(bounds):
+            if bounds[1] - bounds[0] + 1 >= self._analytics_options.min_events:
+                # no SQLite snapshot is held meanwhile: DuckDB reads its own
                 rows = self._aggregate_in_duckdb(query, bounds)
                 engine = "duckdb" if rows is not None else "sqlite"
-            if rows is None:
-                rows = event_aggregator.aggregate(conn, query, bounds)
-        finally:
-            conn.execute("COMMIT")
+        if rows is None:
+            conn = self._reader()
+            conn.execute("BEGIN")
+            try:
+                bounds = self._bounds(query, conn)
+                rows = [] if bounds is None else event_aggregator.aggregate(conn, query, bounds)
+            finally:
+                conn.execute("COMMIT")
         if self._on_aggregate is not None:
             self._on_aggregate(engine, time.perf_counter() - started)
         return rows
 
-    def _uses_duckdb(self, bounds: tuple[int, int]) -> bool:
-        least = self._analytics_options.min_events
-        return least > 0 and bounds[1] - bounds[0] + 1 >= least and self.path != ":memory:"
+    def _bounds(self, query: AggregateQuery, conn: sqlite3.Connection | None = None) -> tuple[int, int] | None:
+        conn = conn or self._reader()
+        bounds = event_reader.position_bounds(conn, query.events)
+        return None if bounds is None else event_reader.occupied_bounds(conn, bounds)
 
     def _aggregate_in_duckdb(self, query: AggregateQuery, bounds: tuple[int, int]) -> list[AggregateRow] | None:
         """DuckDB's answer, or None when SQLite must answer (the reason is logged)."""
         try:
             sql, params = duckdb_aggregate_sql(query, *bounds, self._analytics_options.threads)
-        except ValueError as exc:  # a selection value DuckDB's sqlite_query cannot carry
+        except ValueError as exc:  # a selection value or path DuckDB's side cannot carry
             log.info("aggregation stays in SQLite: %s", exc)
             return None
-        if self.analytics is None:
-            options = self._analytics_options
-            self.analytics = AnalyticsProcess(self.path, threads=options.threads, memory_mb=options.memory_mb)
+        analytics = self._analytics_process()
         try:
-            return event_aggregator.finish(self.analytics.query(sql, params))
+            return event_aggregator.finish(analytics.query(sql, params))
         except AnalyticsUnavailable as exc:
             log.warning("aggregation answered by SQLite: DuckDB failed: %s", exc)
             return None
+
+    def _analytics_process(self) -> AnalyticsProcess:
+        with self._readers_lock:
+            if self.analytics is None:
+                options = self._analytics_options
+                self.analytics = AnalyticsProcess(self.path, threads=options.threads, memory_mb=options.memory_mb)
+            return self.analytics
 
     def ensure_tag_index(self, key: str) -> None:
         statements = tag_index_ddl(key)
