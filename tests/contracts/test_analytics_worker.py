@@ -114,14 +114,20 @@ def test_a_slow_answer_stops_the_worker(log_file: str) -> None:
         worker.close()
 
 
-def test_the_store_falls_back_to_sqlite_when_duckdb_fails(log_file: str) -> None:
+def store_counting_engines(log_file: str, min_events: int) -> tuple[SqliteStore, list[str]]:
+    """An open store on ``log_file`` and the list of engines that answered its aggregations."""
     engines: list[str] = []
     store = SqliteStore(
         log_file,
-        analytics=AnalyticsOptions(min_events=1),
+        analytics=AnalyticsOptions(min_events=min_events),
         on_aggregate=lambda engine, _: engines.append(engine),
     )
     store.open()
+    return store, engines
+
+
+def test_the_store_falls_back_to_sqlite_when_duckdb_fails(log_file: str) -> None:
+    store, engines = store_counting_engines(log_file, 1)
     try:
         query = AggregateQuery(EventQuery(1), "sum", ("v",), None, None)
         assert [(r.value, r.count) for r in store.aggregate(query)] == [(45, 10)]
@@ -137,13 +143,7 @@ def test_the_store_falls_back_to_sqlite_when_duckdb_fails(log_file: str) -> None
 
 
 def test_small_ranges_stay_in_sqlite(log_file: str) -> None:
-    engines: list[str] = []
-    store = SqliteStore(
-        log_file,
-        analytics=AnalyticsOptions(min_events=11),
-        on_aggregate=lambda engine, _: engines.append(engine),
-    )
-    store.open()
+    store, engines = store_counting_engines(log_file, 11)
     try:
         store.aggregate(AggregateQuery(EventQuery(1), "count", None, None, None))
         assert engines == ["sqlite"]
