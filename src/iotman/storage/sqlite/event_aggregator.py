@@ -61,7 +61,7 @@ def aggregate(conn: sqlite3.Connection, query: AggregateQuery, bounds: tuple[int
     sql = (
         f"WITH x AS ({numbers}), r AS (SELECT b, g, v, row_number() OVER (PARTITION BY b, g ORDER BY v) AS rn,"  # noqa: S608
         " count(*) OVER (PARTITION BY b, g) AS n FROM x)"
-        f" SELECT b, g, v, n FROM r WHERE rn = max(1, (n * {percent} + 99) / 100) "
+        f" SELECT b, g, v, n FROM r WHERE rn = max(1, (n * {percent} + 99) / 100)"
     )
     return _rows(conn.execute(sql, params))
 
