@@ -282,3 +282,39 @@ def test_tags_are_stored_and_selected_through_indexes(store: Store) -> None:
     assert store.read_events(EventQuery(ws, tags={"device_id": "d-1"}, sources=("other",))) == []
     row = store.read_events(EventQuery(ws, tags={"device_id": "d-2"}))[0]
     assert row.tags == '{"device_id":"d-2","alarm":1}'
+
+
+TRICKY_TEXTS = [
+    '{"s":"plain"}',
+    '{"s":"quote \\" backslash \\\\ slash \\/"}',
+    '{"s":"nul \\u0000 tab \\t newline \\n"}',
+    '{"s":"unicode é ß 中文 🎉 \\ud83c\\udf89"}',
+    '{"s":"' + "x" * 70_000 + '"}',
+    "[]",
+    "1e400",
+    '"just a string"',
+    "null",
+]
+
+
+@pytest.mark.parametrize("own_metadata", [False, True])
+def test_large_batches_keep_every_text_exactly(store: Store, own_metadata: bool) -> None:
+    """Batches past a few events take the one-statement insert; nothing may change on the way."""
+    ws = ws_id(store)
+    payloads = TRICKY_TEXTS * 3
+    tags: list[str | None] = [
+        None if i % 3 == 0 else '{"k":"v\\"' + str(i) + '","é":true}' for i in range(len(payloads))
+    ]
+    metadata = [f'{{"n":{i},"note":"ü\\u0001"}}' for i in range(len(payloads))] if own_metadata else None
+    result = store.append(
+        AppendBatch(ws, "readings", payloads, '{"auth_method":"none"}', T0, tags=tags, event_metadata=metadata)
+    )
+    assert (result.first_seq, result.last_seq) == (1, len(payloads))
+    untagged = store.append(batch(ws, *TRICKY_TEXTS))  # no tags, shared metadata
+    rows = store.read_events(EventQuery(ws, descending=False, limit=100))
+    assert [r.payload for r in rows] == payloads + TRICKY_TEXTS
+    assert [r.tags for r in rows] == tags + [None] * len(TRICKY_TEXTS)
+    expected_meta = metadata or ['{"auth_method":"none"}'] * len(payloads)
+    assert [r.metadata for r in rows] == expected_meta + ['{"auth_method":"none"}'] * len(TRICKY_TEXTS)
+    assert [r.id for r in rows] == result.ids + untagged.ids
+    assert [r.seq for r in rows] == list(range(1, len(payloads) + len(TRICKY_TEXTS) + 1))
