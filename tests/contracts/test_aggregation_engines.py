@@ -129,8 +129,6 @@ SELECTIONS: list[dict[str, Any]] = [
 @pytest.mark.parametrize("selection", SELECTIONS, ids=[str(s) for s in SELECTIONS])
 def test_every_function_bucket_and_group_agree(engines: Engines, selection: dict[str, Any]) -> None:
     ws = fill(engines, EVENTS)
-    for key in ("kind", "device_id", "n", "flag", "q"):
-        engines.duck.ensure_tag_index(key)
     for function, bucket, group_by in itertools.product(FUNCTIONS, (None, HOUR, MINUTE), (None, "device_id", "n")):
         steps = None if function == "count" else ("value",)
         engines.compare(AggregateQuery(EventQuery(ws, **selection), function, steps, bucket, group_by))
@@ -162,7 +160,6 @@ def test_paths_duckdb_reads_differently_stay_in_sqlite(engines: Engines) -> None
 
 def test_time_ranges_and_empty_selections(engines: Engines) -> None:
     ws = fill(engines, EVENTS)
-    engines.duck.ensure_tag_index("device_id")
     for start, end in ((T0, T0 + HOUR), (T0 + 61 * MINUTE, T0 + 135 * MINUTE), (T0 + 500 * HOUR, None)):
         query = AggregateQuery(EventQuery(ws, from_us=start, to_us=end), "avg", ("value",), MINUTE, "device_id")
         if start > T0 + HOUR * 10:
@@ -205,7 +202,6 @@ def test_random_logs_agree(
         for minute, value, tag, source in rows
     ]
     ws = fill(engines, events)
-    engines.duck.ensure_tag_index("g")
     steps = None if function == "count" else ("value",)
     tags = None if selected is None else {"g": selected}
     engines.compare(AggregateQuery(EventQuery(ws, tags=tags), function, steps, bucket, "g"))

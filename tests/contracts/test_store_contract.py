@@ -269,9 +269,9 @@ def test_read_by_several_sources_merges_in_order(store: Store) -> None:
 
 def test_tags_are_stored_and_selected_through_indexes(store: Store) -> None:
     ws = ws_id(store)
-    store.ensure_tag_index("device_id")
-    store.ensure_tag_index("alarm")
-    store.ensure_tag_index("device_id")  # idempotent
+    store.ensure_tag_index({"device_id": "d-1"})
+    store.ensure_tag_index({"alarm": "*"})
+    store.ensure_tag_index({"device_id": "d-2"})  # idempotent: the same index
     tags = ['{"device_id":"d-1"}', '{"device_id":"d-2","alarm":1}', None, '{"device_id":"d-1","alarm":1}']
     store.append(AppendBatch(ws, "readings", ["1", "2", "3", "4"], "{}", T0, tags=tags))
     store.append(batch(ws, "5", source="other"))
@@ -282,6 +282,14 @@ def test_tags_are_stored_and_selected_through_indexes(store: Store) -> None:
     assert store.read_events(EventQuery(ws, tags={"device_id": "d-1"}, sources=("other",))) == []
     row = store.read_events(EventQuery(ws, tags={"device_id": "d-2"}))[0]
     assert row.tags == '{"device_id":"d-2","alarm":1}'
+
+
+def test_a_selection_by_tag_works_before_any_output_asked_for_its_index(store: Store) -> None:
+    ws = ws_id(store)
+    tags = ['{"zone":"a"}', '{"zone":"b"}', '{"zone":"a"}']
+    store.append(AppendBatch(ws, "readings", ["1", "2", "3"], "{}", T0, tags=tags))
+    assert [r.payload for r in store.read_events(EventQuery(ws, tags={"zone": "a"}))] == ["3", "1"]
+    assert [r.payload for r in store.read_events(EventQuery(ws, tags={"zone": "*"}))] == ["3", "2", "1"]
 
 
 TRICKY_TEXTS = [

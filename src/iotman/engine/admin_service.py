@@ -168,9 +168,8 @@ class AdminService:
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
-        if kind is OUTPUT:
-            for key in definition.select.tags or {}:
-                self._store.ensure_tag_index(key)
+        if kind is OUTPUT and definition.select.tags:
+            self._store.ensure_tag_index(definition.select.tags)
         self._registry.forget_definitions(ws)
 
     # compatibility helpers (CLI and tests) ----------------------------------------------

@@ -182,8 +182,9 @@ class Store(Protocol):
         """Computed in the store, ordered by bucket then group."""
         ...
 
-    def ensure_tag_index(self, key: str) -> None:
-        """Make selections by tag ``key`` use an index (built over existing events once)."""
+    def ensure_tag_index(self, tags: dict[str, Any]) -> None:
+        """Make selections by ``tags`` (a non-empty ``{key: value | "*"}``) use an index,
+        built over the existing events once."""
         ...
 
     def count_events(self, workspace_id: int) -> int: ...

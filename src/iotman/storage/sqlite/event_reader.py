@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from iotman.storage.ports import SEQ_BITS, EventQuery, RenderSpec, StoredEvent
 from iotman.storage.sqlite.json_render import render_sql
-from iotman.storage.sqlite.tag_index import index_names, tag_expression
+from iotman.storage.sqlite.tag_index import driving_index, index_name, tag_expression
 
 __all__ = [
     "count_events",
@@ -78,10 +78,9 @@ def selection(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> t
     params: list[Any] = []
     hint = ""
     if tags:
-        keys = sorted(tags, key=lambda k: tags[k] == "*")
-        by_value, by_presence = index_names(keys[0])
-        hint = f" INDEXED BY {by_presence if tags[keys[0]] == '*' else by_value}"
-        for key in keys:
+        driving, presence = driving_index(tags)
+        hint = f" INDEXED BY {index_name(driving, presence)}"
+        for key in sorted(tags):
             if tags[key] == "*":
                 where.append(f"{tag_expression(key)} IS NOT NULL")
             else:

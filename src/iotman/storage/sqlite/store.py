@@ -37,7 +37,7 @@ from iotman.storage.sqlite.connection import open_connection
 from iotman.storage.sqlite.event_appender import AppendJob, LogPositions
 from iotman.storage.sqlite.group_writer import GroupWriter
 from iotman.storage.sqlite.migrator import migrate
-from iotman.storage.sqlite.tag_index import index_names, tag_index_ddl
+from iotman.storage.sqlite.tag_index import driving_index, index_name, tag_index_ddl
 
 __all__ = ["AnalyticsOptions", "SqliteStore"]
 
@@ -87,6 +87,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._tag_indexes: set[str] = set()  # names known to exist
         self._positions = LogPositions()
         self._writer: GroupWriter | None = None
         self._write_conn: sqlite3.Connection | None = None
@@ -160,6 +161,7 @@ class SqliteStore:
         return outcome
 
     def read_events(self, query: EventQuery) -> list[StoredEvent]:
+        self._indexed(query)
         conn = self._reader()
         conn.execute("BEGIN")
         try:
@@ -168,6 +170,7 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     def read_rendered(self, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
+        self._indexed(query)
         conn = self._reader()
         conn.execute("BEGIN")
         try:
@@ -180,6 +183,7 @@ class SqliteStore:
 
     def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:
         started = time.perf_counter()
+        self._indexed(query.events)
         engine, rows = "sqlite", None
         if self._analytics_options.min_events > 0 and self.path != ":memory:":
             bounds = self._bounds(query)
@@ -227,17 +231,24 @@ class SqliteStore:
                 self.analytics = AnalyticsProcess(self.path, threads=options.threads, memory_mb=options.memory_mb)
             return self.analytics
 
-    def ensure_tag_index(self, key: str) -> None:
-        statements = tag_index_ddl(key)
-        first = index_names(key)[0]
-        if self._reader().execute("SELECT 1 FROM sqlite_master WHERE name=?", (first,)).fetchone():
+    def ensure_tag_index(self, tags: dict[str, Any]) -> None:
+        key, presence = driving_index(tags)
+        name = index_name(key, presence)
+        if name in self._tag_indexes:
             return
+        if not self._reader().execute("SELECT 1 FROM sqlite_master WHERE name=?", (name,)).fetchone():
+            statement = tag_index_ddl(key, presence)
 
-        def fn(conn: sqlite3.Connection) -> None:
-            for statement in statements:
+            def fn(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
 
-        self.writer.call(fn)
+            self.writer.call(fn)
+        self._tag_indexes.add(name)
+
+    def _indexed(self, query: EventQuery) -> None:
+        """Selections by tag name their index; outputs create it, this covers any other caller."""
+        if query.tags:
+            self.ensure_tag_index(query.tags)
 
     def count_events(self, workspace_id: int) -> int:
         return event_reader.count_events(self._reader(), workspace_id)

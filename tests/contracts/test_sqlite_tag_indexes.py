@@ -1,0 +1,44 @@
+"""SQLite keeps only the tag indexes that some selection is driven by (each costs ingest time)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from iotman.storage.ports import AppendBatch, EventQuery
+from iotman.storage.sqlite import SqliteStore
+from iotman.storage.sqlite.tag_index import driving_index, index_name
+
+T0 = 1_795_428_000_000_000
+
+
+def indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND name LIKE 'events_tag_%'")
+        return {r[0] for r in rows}
+
+
+def test_the_driving_index_prefers_a_value_match_then_the_first_key() -> None:
+    assert driving_index({"b": "*", "a": "*"}) == ("a", True)
+    assert driving_index({"b": "x", "a": "*"}) == ("b", False)
+    assert driving_index({"b": "x", "a": 1}) == ("a", False)
+
+
+def test_only_the_indexes_selections_use_are_built_and_they_answer(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = SqliteStore(str(path))
+    store.open()
+    try:
+        ws = store.create_workspace("acme", "uuid-acme", T0).id
+        tags = ['{"kind":"reading","room":"a"}', '{"kind":"alarm"}', None] * 3
+        store.append(AppendBatch(ws, "readings", [str(i) for i in range(9)], "{}", T0, tags=tags))
+        store.ensure_tag_index({"kind": "reading", "room": "*"})
+        assert indexes(path) == {index_name("kind", False)}
+        selected = store.read_events(EventQuery(ws, tags={"kind": "reading", "room": "*"}))
+        assert [r.payload for r in selected] == ["6", "3", "0"]
+        assert indexes(path) == {index_name("kind", False)}
+        # a presence selection needs the other index; a read builds it when nothing asked before
+        assert [r.payload for r in store.read_events(EventQuery(ws, tags={"room": "*"}, limit=2))] == ["6", "3"]
+        assert indexes(path) == {index_name("kind", False), index_name("room", True)}
+    finally:
+        store.close()
