@@ -102,3 +102,37 @@ def test_store_rendering_equals_python_on_random_payloads(
     for text in STORE_RENDERED:
         check_equal(store, ws, text)
     store.close()
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_chunks_rendered_as_one_text_keep_order_and_cursor(tmp_path: Path, descending: bool) -> None:
+    """read_rendered_text is read_rendered joined by newlines, for every kind of selection."""
+    store = open_store(tmp_path)
+    try:
+        ws = store.create_workspace("acme", "uuid-acme", T0).id
+        for start in range(0, 3000, 500):  # several batches, sources and tags interleaved
+            payloads = [dump_json({"value": i, "s": "é\n\"x\""}) for i in range(start, start + 500)]
+            tags = [dump_json({"dev": f"d{i % 3}"}) if i % 2 else None for i in range(start, start + 500)]
+            store.append(AppendBatch(ws, "ab"[start // 500 % 2], payloads, "{}", T0 + start, tags=tags))
+        spec = compile_constructor("{v: $.value, s: $.s, seq: $seq, dev: $tags.dev}").spec
+        assert spec is not None
+        selections: list[dict[str, Any]] = [
+            {},
+            {"sources": ("a",)},
+            {"sources": ("a", "b")},
+            {"tags": {"dev": "d1"}},
+            {"tags": {"dev": "*"}, "sources": ("b",)},
+        ]
+        for selection in selections:
+            for limit, after in ((1000, None), (7, 1234), (0, None), (5000, 2990)):
+                cursor = {"before_seq": after} if descending else {"after_seq": after}
+                query = EventQuery(ws, limit=limit, descending=descending, **cursor, **selection)  # type: ignore[arg-type]
+                rows = store.read_rendered(query, spec)
+                chunk = store.read_rendered_text(query, spec)
+                assert chunk.text == "\n".join(text for _, text in rows), (selection, limit, after)
+                assert chunk.count == len(rows)
+                assert chunk.last_seq == (rows[-1][0] if rows else None)
+                seqs = [json.loads(line)["seq"] for line in chunk.text.splitlines()]
+                assert seqs == sorted(seqs, reverse=descending)
+    finally:
+        store.close()

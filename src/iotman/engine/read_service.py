@@ -181,30 +181,36 @@ class ReadService:
         after, before = params.after_seq, params.before_seq
         loop = asyncio.get_running_loop()
 
-        def read(after: int | None, before: int | None) -> asyncio.Future[tuple[list[int], bytes]]:
+        def read(after: int | None, before: int | None) -> asyncio.Future[tuple[int, int | None, bytes]]:
             size = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
             query = self._query(target, params, size, after, before)
             return loop.run_in_executor(self._reads, self._read_chunk, target, query)
 
-        pending: asyncio.Future[tuple[list[int], bytes]] | None = read(after, before)
+        pending: asyncio.Future[tuple[int, int | None, bytes]] | None = read(after, before)
         while pending is not None:
             asked = STREAM_CHUNK if remaining is None else min(STREAM_CHUNK, remaining)
-            seqs, body = await pending
+            count, last, body = await pending
             pending = None
             if remaining is not None:
-                remaining -= len(seqs)
-            if seqs and len(seqs) == asked and (remaining is None or remaining > 0):
+                remaining -= count
+            if last is not None and count == asked and (remaining is None or remaining > 0):
                 if params.descending:
-                    before = seqs[-1]
+                    before = last
                 else:
-                    after = seqs[-1]
+                    after = last
                 pending = read(after, before)
             if body:
                 yield body
 
-    def _read_chunk(self, target: ReadTarget, query: EventQuery) -> tuple[list[int], bytes]:
+    def _read_chunk(self, target: ReadTarget, query: EventQuery) -> tuple[int, int | None, bytes]:
+        """(events read, seq of the last, NDJSON body) of one chunk, in a store thread."""
+        constructor = target.output.constructor
+        if constructor is not None and constructor.spec is not None:
+            chunk = self._store.read_rendered_text(query, constructor.spec)
+            return chunk.count, chunk.last_seq, (chunk.text + "\n").encode() if chunk.count else b""
         seqs, lines = self._read_rendered(target, query)
-        return seqs, ("\n".join(lines) + "\n").encode() if lines else b""
+        body = ("\n".join(lines) + "\n").encode() if lines else b""
+        return len(seqs), seqs[-1] if seqs else None, body
 
 
 def _agg_path(target: ReadTarget, spec: AggSpec) -> tuple[str | int, ...] | None:

@@ -25,6 +25,7 @@ __all__ = [
     "EventQuery",
     "QuarantineEntry",
     "RenderSpec",
+    "RenderedText",
     "Store",
     "StoredEvent",
     "TokenRecord",
@@ -74,6 +75,15 @@ class StoredEvent:
     payload: str
     metadata: str
     tags: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedText:
+    """A chunk of rendered events: how many, the seq of the last one, their lines joined by newlines."""
+
+    count: int
+    last_seq: int | None
+    text: str
 
 
 @dataclass(slots=True)
@@ -176,6 +186,10 @@ class Store(Protocol):
 
     def read_rendered(self, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
         """(seq, JSON text) of each selected event, rendered by the store as ``spec`` says."""
+        ...
+
+    def read_rendered_text(self, query: EventQuery, spec: RenderSpec) -> RenderedText:
+        """The same events as ``read_rendered``, their lines joined by newlines (no trailing one)."""
         ...
 
     def aggregate(self, query: AggregateQuery) -> list[AggregateRow]:

@@ -26,6 +26,7 @@ from iotman.storage.ports import (
     DefinitionRecord,
     EventQuery,
     QuarantineEntry,
+    RenderedText,
     RenderSpec,
     StoredEvent,
     TokenRecord,
@@ -175,6 +176,15 @@ class SqliteStore:
         conn.execute("BEGIN")
         try:
             return event_reader.read_rendered(conn, query, spec)
+        finally:
+            conn.execute("COMMIT")
+
+    def read_rendered_text(self, query: EventQuery, spec: RenderSpec) -> RenderedText:
+        self._indexed(query)
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return event_reader.read_rendered_text(conn, query, spec)
         finally:
             conn.execute("COMMIT")
 
