@@ -111,7 +111,7 @@ def test_chunks_rendered_as_one_text_keep_order_and_cursor(tmp_path: Path, desce
     try:
         ws = store.create_workspace("acme", "uuid-acme", T0).id
         for start in range(0, 3000, 500):  # several batches, sources and tags interleaved
-            payloads = [dump_json({"value": i, "s": "é\n\"x\""}) for i in range(start, start + 500)]
+            payloads = [dump_json({"value": i, "s": 'é\n"x"'}) for i in range(start, start + 500)]
             tags = [dump_json({"dev": f"d{i % 3}"}) if i % 2 else None for i in range(start, start + 500)]
             store.append(AppendBatch(ws, "ab"[start // 500 % 2], payloads, "{}", T0 + start, tags=tags))
         spec = compile_constructor("{v: $.value, s: $.s, seq: $seq, dev: $tags.dev}").spec
