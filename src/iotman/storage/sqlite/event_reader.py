@@ -100,13 +100,39 @@ def selection(sources: tuple[str, ...] | None, tags: dict[str, Any] | None) -> t
     return hint, where, params
 
 
-def occupied_bounds(conn: sqlite3.Connection, bounds: tuple[int, int]) -> tuple[int, int] | None:
-    """``bounds`` narrowed to the first and last stored positions inside it (None if none)."""
-    first = conn.execute("SELECT min(pos) FROM events WHERE pos >= ? AND pos <= ?", bounds).fetchone()[0]
-    if first is None:
+def occupied_bounds(
+    conn: sqlite3.Connection,
+    bounds: tuple[int, int],
+    sources: tuple[str, ...] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> tuple[int, int] | None:
+    """``bounds`` narrowed to the first and last selected positions inside it (None if none).
+
+    Two index probes per source (or one pair through the driving tag index), so a
+    selection of one source among many, or of a tag, is not bounded by the events of
+    the others: a range of positions costs DuckDB a scan per chunk whatever it holds.
+    Further tags do not narrow (the range is a superset of the selection).
+    """
+    probes: list[tuple[str, str, list[Any]]]
+    if tags:
+        key, presence = driving_index(tags)
+        term = f"{tag_expression(key)} IS NOT NULL" if presence else f"{tag_expression(key)} = ?"
+        probes = [(f" INDEXED BY {index_name(key, presence)}", term, [] if presence else [tags[key]])]
+    elif sources:
+        probes = [(" INDEXED BY events_by_source", "source = ?", [source]) for source in sources]
+    else:
+        probes = [("", "1", [])]
+    firsts: list[int] = []
+    lasts: list[int] = []
+    for hint, term, params in probes:
+        for order, found in (("ASC", firsts), ("DESC", lasts)):
+            sql = f"SELECT pos FROM events{hint} WHERE {term} AND pos >= ? AND pos <= ? ORDER BY pos {order} LIMIT 1"  # noqa: S608
+            row = conn.execute(sql, [*params, *bounds]).fetchone()
+            if row is not None:
+                found.append(int(row[0]))
+    if not firsts:
         return None
-    last = conn.execute("SELECT max(pos) FROM events WHERE pos >= ? AND pos <= ?", bounds).fetchone()[0]
-    return int(first), int(last)
+    return min(firsts), max(lasts)
 
 
 def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent]:

@@ -218,7 +218,9 @@ class SqliteStore:
     def _bounds(self, query: AggregateQuery, conn: sqlite3.Connection | None = None) -> tuple[int, int] | None:
         conn = conn or self._reader()
         bounds = event_reader.position_bounds(conn, query.events)
-        return None if bounds is None else event_reader.occupied_bounds(conn, bounds)
+        if bounds is None:
+            return None
+        return event_reader.occupied_bounds(conn, bounds, query.events.sources, query.events.tags)
 
     def _aggregate_in_duckdb(self, query: AggregateQuery, bounds: tuple[int, int]) -> list[AggregateRow] | None:
         """DuckDB's answer, or None when SQLite must answer (the reason is logged)."""
