@@ -79,7 +79,7 @@ def console_table(figures: dict[str, Figure], ratios: list[Ratio]) -> str:
 
 MARKDOWN_HEADER = (
     "| Date | CPUs | Python | SQLite | (a) iotman, 1 event/request | (b) bare Starlette | (a)/(b)"
-    " | (c) iotman, NDJSON batches of 1,000 | (d) raw sqlite3 executemany | (c)/(d) |\n"
+    " | (c) iotman, NDJSON batches of 1,000 | (d) raw SQLite, same rows | (c)/(d) |\n"
     "|---|---|---|---|---|---|---|---|---|---|"
 )
 
