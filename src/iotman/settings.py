@@ -83,6 +83,21 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting(
         "analytics_memory_mb", 1024, "Memory limit of the DuckDB analytics worker (it spills to disk beyond).", int
     ),
+    Setting(
+        "jsonata_engine",
+        "jlens",
+        "JSONata engine: `jlens` (Rust, the default) or `jsonata2py` (pure Python; timeout and recursion limits only).",
+        _choice("jlens", "jsonata2py"),
+    ),
+    Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
+    Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
+    Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
+    Setting(
+        "jsonata_max_result_bytes",
+        1048576,
+        "Largest result (and string or array built on the way) of one JSONata evaluation, in bytes.",
+        int,
+    ),
 )
 
 
@@ -109,6 +124,11 @@ class Settings:
     analytics_min_events: int = 20000
     analytics_threads: int = 2
     analytics_memory_mb: int = 1024
+    jsonata_engine: str = "jlens"
+    jsonata_timeout_ms: int = 1000
+    jsonata_max_steps: int = 1000000
+    jsonata_max_depth: int = 200
+    jsonata_max_result_bytes: int = 1048576
 
     def store_url(self) -> str:
         if self.store:

@@ -224,3 +224,31 @@ def test_test_tools(fleet: Api) -> None:
     assert "an object" in failing.json()["error"]
     ws = fleet.engine.admin.workspace("acme")
     assert fleet.engine.store.count_events(ws.id) == 0
+
+
+def test_jsonata_test_tool(fleet: Api) -> None:
+    ok = fleet.admin(
+        "POST",
+        "/test/jsonata",
+        json={"expression": "$sum(payload.v) * $k", "input": {"payload": {"v": [1, 2]}}, "bindings": {"k": 10}},
+    )
+    assert ok.status_code == 200
+    assert ok.json() == {"result": 30, "engine": "jlens"}
+    undefined = fleet.admin("POST", "/test/jsonata", json={"expression": "nothing", "payload": {"a": 1}})
+    assert undefined.json() == {"undefined": True, "engine": "jlens"}
+    assert fleet.admin("POST", "/test/jsonata", json={"expression": "null"}).json()["result"] is None
+    failed = fleet.admin("POST", "/test/jsonata", json={"expression": "a + 1", "input": {"a": "x"}})
+    assert failed.status_code == 200
+    assert failed.json()["error"]["jsonata_code"] == "T2001"
+    runaway = fleet.admin("POST", "/test/jsonata", json={"expression": "($f := function($n){ $f($n+1) }; $f(1))"})
+    assert runaway.json()["error"]["code"] == "jsonata_limit_exceeded"
+    bad = fleet.admin("POST", "/test/jsonata", json={"expression": "payload.items["})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_jsonata"
+    assert bad.json()["error"]["position"] == 14
+    assert bad.json()["error"]["excerpt"] == "payload.items[\n              ^"
+    jsonpath = fleet.admin("POST", "/test/jsonata", json={"expression": "$.payload.v"})
+    assert jsonpath.status_code == 422
+    assert jsonpath.json()["error"]["code"] == "wrong_expression_language"
+    bindings = fleet.admin("POST", "/test/jsonata", json={"expression": "1", "bindings": [1]})
+    assert bindings.status_code == 422

@@ -1,1 +1,1 @@
-"""compute stage (arrives with later issues)."""
+"""Compute: JSONata expressions, views, and (later) functions, triggers and cron jobs."""

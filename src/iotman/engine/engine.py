@@ -7,6 +7,7 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from iotman.compute.jsonata_fields import engine_named, limits_from
 from iotman.core.clock import Clock, SystemClock
 from iotman.engine.admin_service import AdminService
 from iotman.engine.ingest_service import IngestService
@@ -38,7 +39,14 @@ class Engine:
         self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
         self.read = ReadService(store, self.reads)
         self.admin = AdminService(store, self.registry, self.clock)
-        self.test_tools = TestTools(self.clock)
+        self.jsonata_limits = limits_from(
+            settings.jsonata_timeout_ms,
+            settings.jsonata_max_steps,
+            settings.jsonata_max_depth,
+            settings.jsonata_max_result_bytes,
+        )
+        self.jsonata = engine_named(settings.jsonata_engine, self.jsonata_limits)
+        self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
 

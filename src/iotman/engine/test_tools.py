@@ -1,4 +1,4 @@
-"""The test tools (SPEC §8): evaluate a query, constructor or tag rule on sample events.
+"""The test tools (SPEC §8): evaluate a query, constructor, JSONata expression or tag rule on samples.
 
 Nothing is written; errors are the same 422s (with position and caret excerpt) that
 saving the definition would give.
@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from iotman.compute.jsonata_engine import UNDEFINED, EvalLimits, JsonataEngine, JsonataFailure, JsonataLimitExceeded
+from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.core.clock import Clock, format_us
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.engine.admin_service import definition_error
@@ -48,8 +50,10 @@ def _samples(body: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
 class TestTools:
     __test__ = False  # not a pytest class
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, jsonata: JsonataEngine, limits: EvalLimits) -> None:
         self._clock = clock
+        self._jsonata = jsonata
+        self._limits = limits
 
     def _view(self, event: dict[str, Any], index: int) -> EventView:
         metadata = event.get("metadata") or {}
@@ -70,6 +74,35 @@ class TestTools:
         query = compile_query(_field(body, "query", str), "query")
         document = body.get("document", body.get("payload"))
         return {"singular": query.singular, "result": query.find(document)}
+
+    def jsonata(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``expression`` over ``input`` (or ``payload``; neither: no input) with ``bindings``.
+
+        ``{"result": value}``, or ``{"undefined": true}`` when the expression yields no
+        value; an evaluation failure is ``{"error": {...}}`` (the expression itself is
+        fine; a syntax error is a 422 like saving a definition).
+        """
+        compiled = compile_jsonata_field(self._jsonata, _field(body, "expression", str), "expression")
+        bindings = body.get("bindings") or {}
+        if not isinstance(bindings, dict) or not all(isinstance(k, str) and k for k in bindings):
+            raise DefinitionInvalid(
+                "'bindings' must be an object of names (without $) to values", code="invalid_request", field="bindings"
+            )
+        value = body["input"] if "input" in body else body.get("payload", UNDEFINED)
+        try:
+            result = compiled.evaluate(value, bindings, self._limits)
+        except JsonataFailure as exc:
+            error: dict[str, Any] = {
+                "code": "jsonata_limit_exceeded" if isinstance(exc, JsonataLimitExceeded) else "jsonata_failed",
+                "jsonata_code": exc.code,
+                "message": exc.message,
+            }
+            if exc.position is not None:
+                error["position"] = exc.position
+            return {"error": error, "engine": self._jsonata.name}
+        if result is UNDEFINED:
+            return {"undefined": True, "engine": self._jsonata.name}
+        return {"result": result, "engine": self._jsonata.name}
 
     def constructor(self, body: dict[str, Any]) -> dict[str, Any]:
         constructor = compile_constructor(_field(body, "constructor", str))

@@ -1,4 +1,4 @@
-"""POST /api/v1/workspaces/{ws}/test/{jsonpath|constructor|tag_rule} (SPEC §8)."""
+"""POST /api/v1/workspaces/{ws}/test/{jsonpath|constructor|jsonata|tag_rule} (SPEC §8)."""
 
 # no `from __future__ import annotations`: FastAPI resolves the parameter annotations at runtime
 
@@ -21,7 +21,13 @@ def add_test_tool_routes(app: FastAPI, engine: Engine, caller: Any, body_type: A
         engine.admin.workspace(ws)
         if not isinstance(body, dict):
             raise DefinitionInvalid("the body must be a JSON object", code="invalid_request")
-        result = {"jsonpath": tools.jsonpath, "constructor": tools.constructor, "tag_rule": tools.tag_rule}[tool](body)
+        tool_fn = {
+            "jsonpath": tools.jsonpath,
+            "constructor": tools.constructor,
+            "jsonata": tools.jsonata,
+            "tag_rule": tools.tag_rule,
+        }[tool]
+        result = tool_fn(body)
         return Response(orjson.dumps(result), media_type="application/json")
 
     def jsonpath(ws: str, _: caller, body: body_type) -> Response:
@@ -33,6 +39,10 @@ def add_test_tool_routes(app: FastAPI, engine: Engine, caller: Any, body_type: A
     def tag_rule(ws: str, _: caller, body: body_type) -> Response:
         return run(ws, "tag_rule", body)
 
+    def jsonata(ws: str, _: caller, body: body_type) -> Response:
+        return run(ws, "jsonata", body)
+
     base = "/api/v1/workspaces/{ws}/test/"
-    for name, endpoint in (("jsonpath", jsonpath), ("constructor", constructor), ("tag_rule", tag_rule)):
+    routes = (("jsonpath", jsonpath), ("constructor", constructor), ("jsonata", jsonata), ("tag_rule", tag_rule))
+    for name, endpoint in routes:
         app.add_api_route(base + name, endpoint, methods=["POST"], tags=["test tools"], summary=f"Test a {name}")
