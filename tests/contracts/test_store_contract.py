@@ -15,7 +15,7 @@ import pytest
 from iotman.core.clock import FixedClock
 from iotman.core.ids import ulid_timestamp_ms
 from iotman.errors import Conflict, NotFound, StorageFailure
-from iotman.storage.ports import AppendBatch, AppendOutcome, EventQuery, QuarantineEntry, Store
+from iotman.storage.ports import AppendBatch, AppendOutcome, EventQuery, FoldEvent, FoldOutcome, QuarantineEntry, Store
 from iotman.storage.sqlite import SqliteStore
 
 T0 = 1_795_428_000_000_000
@@ -326,3 +326,57 @@ def test_large_batches_keep_every_text_exactly(store: Store, own_metadata: bool)
     assert [r.metadata for r in rows] == expected_meta + ['{"auth_method":"none"}'] * len(TRICKY_TEXTS)
     assert [r.id for r in rows] == result.ids + untagged.ids
     assert [r.seq for r in rows] == list(range(1, len(payloads) + len(TRICKY_TEXTS) + 1))
+
+
+class _CountingFold:
+    """A plain ViewFold for the contract: counts events per payload text, skips "skip"."""
+
+    name = "counts"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, list[int]]] = []
+
+    def key(self, event: FoldEvent) -> str | None:
+        return None if event.payload == '"skip"' else event.payload
+
+    def fold(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+        self.calls.append((prev, [e.seq for e in events]))
+        return FoldOutcome(str(int(prev or "0") + len(events)), events[-1].seq)
+
+
+def test_views_fold_in_the_append_transaction_once_per_key_and_batch(store: Store) -> None:
+    ws = ws_id(store)
+    fold = _CountingFold()
+    store.append(batch(ws, '"a"', '"b"', '"a"', '"skip"', '"a"', '"c"', folds=[fold]))
+    assert sorted(fold.calls) == [(None, [1, 3, 5]), (None, [2]), (None, [6])]
+    store.append(batch(ws, '"a"', folds=[fold]))
+    assert fold.calls[-1] == ("3", [7])
+    row = store.view_row(ws, "counts", '"a"')
+    assert row is not None
+    assert (row.value, row.seq, row.updated_at_us) == ("4", 7, T0)
+    assert [r.key for r in store.view_rows(ws, "counts", "", None, 10)] == ['"a"', '"b"', '"c"']
+    assert [r.key for r in store.view_rows(ws, "counts", "", '"a"', 1)] == ['"b"']
+    assert store.view_rows(ws, "counts", '"c', None, 10)[0].key == '"c"'
+    store.delete_view_rows(ws, "counts")
+    assert store.view_row(ws, "counts", '"a"') is None
+
+
+def test_prefix_scans_treat_every_character_literally(store: Store) -> None:
+    ws = ws_id(store)
+
+    class KeyFold(_CountingFold):
+        def key(self, event: FoldEvent) -> str | None:
+            return str(event.payload)
+
+    keys = ["a%", "a_b", "ab", "a\U0010ffff", "a\U0010ffffz", "b", "a", "é", "éa"]
+    store.append(batch(ws, *keys, folds=[KeyFold()]))
+
+    def scan(prefix: str) -> list[str]:
+        return [r.key for r in store.view_rows(ws, "counts", prefix, None, 100)]
+
+    assert scan("a%") == ["a%"]
+    assert scan("a_") == ["a_b"]
+    assert scan("a") == sorted(k for k in keys if k.startswith("a"))
+    assert scan("a\U0010ffff") == ["a\U0010ffff", "a\U0010ffffz"]
+    assert scan("é") == ["é", "éa"]
+    assert scan("") == sorted(keys)

@@ -21,6 +21,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/data/{ws}/{path}"): None,  # gated by the source's auth / required_scope
     ("GET", "/data/{ws}/{path}"): None,  # gated by the export endpoint's auth / required_scope
     ("OPTIONS", "/data/{ws}/{path}"): None,  # CORS preflight: answers only for the endpoint's cors_origins
+    ("GET", "/views/{ws}/{name}/data"): None,  # gated by iotman:data:read or the view's required_scope
     ("GET", "/api/v1/workspaces"): "iotman:workspaces:read",
     ("POST", "/api/v1/workspaces"): "iotman:workspaces:create",
     ("GET", "/api/v1/workspaces/{ws}"): "iotman:workspaces:read",
@@ -29,7 +30,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
 }
 
 
-COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints")
+COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views")
 """Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
 
 for _collection in COLLECTIONS:

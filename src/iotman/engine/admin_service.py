@@ -14,7 +14,7 @@ from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
-from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, DefinitionKind
+from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.errors import DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
@@ -51,7 +51,7 @@ class AdminService:
         self._store = store
         self._registry = registry
         self._clock = clock
-        self._checks = DefinitionChecks(store)
+        self._checks = DefinitionChecks(store, registry.jsonata)
 
     # workspaces --------------------------------------------------------------------
     def create_workspace(self, slug: str) -> Workspace:
@@ -143,6 +143,8 @@ class AdminService:
         ws = self._registry.workspace(slug)
         self._checks.check_unused(ws, kind, name)
         self._store.delete_definition(ws.id, kind.kind, name)
+        if kind is VIEW:
+            self._store.delete_view_rows(ws.id, name)
         self._registry.forget_definitions(ws)
 
     def get(self, slug: str, collection: str, name: str) -> dict[str, Any]:
@@ -165,6 +167,8 @@ class AdminService:
             out["status"] = self._registry.rule_status(ws, record.name, record.version).to_json()
         elif kind is OUTPUT:
             out["status"] = self._registry.output_status(ws, record.name).to_json()
+        elif kind is VIEW:
+            out["status"] = self._registry.view_status(ws, record.name).to_json()
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from iotman.compute.jsonata_engine import JsonataEngine
+from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.connect.schema_check import compile_schema
 from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SchemaMode, SourceAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
-from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, DefinitionKind
+from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, VIEW, DefinitionKind
 from iotman.errors import Conflict, DefinitionInvalid
 from iotman.process.constructor import compile_constructor
 from iotman.process.tag_rules import compile_tag_rule
@@ -26,8 +29,9 @@ __all__ = ["DefinitionChecks"]
 
 
 class DefinitionChecks:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, jsonata: JsonataEngine) -> None:
         self._store = store
+        self._jsonata = jsonata
 
     def _names(self, ws: Workspace, kind: DefinitionKind) -> set[str]:
         return {r.name for r in self._store.list_definitions(ws.id, kind.kind)}
@@ -41,6 +45,18 @@ class DefinitionChecks:
             self._output(ws, definition)
         elif kind is ENDPOINT:
             self._endpoint(ws, definition, stored)
+        elif kind is VIEW:
+            self._view(ws, definition)
+
+    def _view(self, ws: Workspace, definition: ViewDefinition) -> None:
+        compile_jsonata_field(self._jsonata, definition.key, "key")
+        if definition.reducer not in BUILT_IN_REDUCERS:
+            compile_jsonata_field(self._jsonata, definition.reducer, "reducer")
+        for name in ("init", "scope_field"):
+            text = getattr(definition, name)
+            if text is not None:
+                compile_jsonata_field(self._jsonata, text, name)
+        self._unknown_sources(ws, definition.sources, "sources")
 
     def _source(self, ws: Workspace, definition: SourceDefinition, stored: dict[str, Any]) -> None:
         if definition.json_schema is not None:

@@ -15,8 +15,9 @@ from pydantic import BaseModel
 from iotman.core.output import ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.view import ViewDefinition
 
-__all__ = ["ENDPOINT", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "DefinitionKind"]
+__all__ = ["ENDPOINT", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "VIEW", "DefinitionKind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,4 +41,6 @@ ENDPOINT = DefinitionKind(
     "export-endpoint", "export-endpoints", "export endpoint", ExportEndpointDefinition, url_path=True
 )
 
-KINDS: dict[str, DefinitionKind] = {k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT)}
+VIEW = DefinitionKind("view", "views", "view", ViewDefinition)
+
+KINDS: dict[str, DefinitionKind] = {k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW)}

@@ -14,6 +14,7 @@ from iotman.engine.ingest_service import IngestService
 from iotman.engine.read_service import ReadService
 from iotman.engine.registry import Registry
 from iotman.engine.test_tools import TestTools
+from iotman.engine.view_service import ViewService
 from iotman.metrics import Metrics
 from iotman.settings import Settings
 from iotman.storage.ports import Store
@@ -33,12 +34,6 @@ class Engine:
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.reads = ThreadPoolExecutor(max_workers=settings.read_threads, thread_name_prefix="iotman-read")
-        self.registry = Registry(
-            store, default_max_body=settings.max_body_bytes, token_ttl_s=settings.token_cache_seconds
-        )
-        self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
-        self.read = ReadService(store, self.reads)
-        self.admin = AdminService(store, self.registry, self.clock)
         self.jsonata_limits = limits_from(
             settings.jsonata_timeout_ms,
             settings.jsonata_max_steps,
@@ -46,6 +41,17 @@ class Engine:
             settings.jsonata_max_result_bytes,
         )
         self.jsonata = engine_named(settings.jsonata_engine, self.jsonata_limits)
+        self.registry = Registry(
+            store,
+            default_max_body=settings.max_body_bytes,
+            token_ttl_s=settings.token_cache_seconds,
+            jsonata=self.jsonata,
+            jsonata_limits=self.jsonata_limits,
+        )
+        self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
+        self.read = ReadService(store, self.reads)
+        self.views = ViewService(store, self.registry, self.reads)
+        self.admin = AdminService(store, self.registry, self.clock)
         self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None

@@ -28,7 +28,7 @@ from iotman.engine.async_bridge import CompletionRelay
 from iotman.engine.registry import CompiledSource, ReadTarget, Registry
 from iotman.errors import IotmanError, NotFound
 from iotman.metrics import Metrics
-from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store
+from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store, ViewFold
 
 __all__ = ["IngestAnswer", "IngestService", "QuarantineLimiter"]
 
@@ -228,6 +228,10 @@ class IngestService:
         payloads = [dump_json(v) for v in values]
         received_at_us = self._clock.now_us()
         tags = self._tags(source, values, metadata_text, received_at_us)
+        views = self._registry.cached_views(source.workspace)
+        if views is None:
+            views = self._registry.views(source.workspace)
+        folds: list[ViewFold] = [v for v in views if v.applies_to(definition.name)]
         if warnings:
             # warn mode keeps the errors with each event (SPEC §2.1: metadata.schema_errors)
             per_event = {w["index"]: w["errors"] for w in warnings}
@@ -254,6 +258,7 @@ class IngestService:
             event_metadata=metadata_texts,
             tags=tags,
             batch=decoded.batch,
+            folds=folds or None,
         )
 
     def _tags(

@@ -15,12 +15,16 @@ from typing import Any
 
 from iotman.access.bearer_tokens import hash_token
 from iotman.access.principal import Principal
+from iotman.compute.jsonata_engine import CompiledJsonata, EvalLimits, JsonataEngine
+from iotman.compute.jsonata_fields import compile_jsonata_field
+from iotman.compute.view_fold import CompiledView, ViewStatus
 from iotman.connect.schema_check import SchemaCheck, compile_schema
 from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import ReadAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
-from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE
+from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, VIEW
 from iotman.errors import NotFound
 from iotman.process.constructor import Constructor, compile_constructor
 from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
@@ -91,8 +95,20 @@ _READ_AUTH = {
 
 
 class Registry:
-    def __init__(self, store: Store, *, default_max_body: int, token_ttl_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        default_max_body: int,
+        token_ttl_s: float,
+        jsonata: JsonataEngine,
+        jsonata_limits: EvalLimits,
+    ) -> None:
         self._store = store
+        self.jsonata = jsonata
+        self.jsonata_limits = jsonata_limits
+        self._views: dict[int, list[CompiledView]] = {}
+        self._view_status: dict[tuple[int, str], ViewStatus] = {}
         self._default_max_body = default_max_body
         self._token_ttl = token_ttl_s
         self._workspaces: dict[str, Workspace] = {}
@@ -132,6 +148,7 @@ class Registry:
                 if key[0] == ws.id:
                     cache.pop(key, None)
         self._tag_sets.pop(ws.id, None)
+        self._views.pop(ws.id, None)
 
     # sources ---------------------------------------------------------------------
     def cached_source(self, ws: Workspace, path: str) -> CompiledSource | None:
@@ -178,6 +195,47 @@ class Registry:
 
     def rule_status(self, ws: Workspace, name: str, version: int) -> RuleStatus:
         return self._rule_status.setdefault((ws.id, name, version), RuleStatus())
+
+    # views -----------------------------------------------------------------------------
+    def view_status(self, ws: Workspace, name: str) -> ViewStatus:
+        return self._view_status.setdefault((ws.id, name), ViewStatus())
+
+    def compile_view(self, ws: Workspace, definition: ViewDefinition) -> CompiledView:
+        def compiled(name: str, text: str | None) -> CompiledJsonata | None:
+            return None if text is None else compile_jsonata_field(self.jsonata, text, name)
+
+        key = compile_jsonata_field(self.jsonata, definition.key, "key")
+        reducer = None if definition.reducer in BUILT_IN_REDUCERS else compiled("reducer", definition.reducer)
+        compiled("scope_field", definition.scope_field)  # compiled to check it; applied with end-user reads
+        return CompiledView(
+            definition,
+            key,
+            reducer,
+            compiled("init", definition.init),
+            self.jsonata_limits,
+            self.view_status(ws, definition.name),
+        )
+
+    def cached_views(self, ws: Workspace) -> list[CompiledView] | None:
+        return self._views.get(ws.id)
+
+    def views(self, ws: Workspace) -> list[CompiledView]:
+        found = self._views.get(ws.id)
+        if found is None:
+            generation = self._generation
+            found = [
+                self.compile_view(ws, ViewDefinition.model_validate(r.body))
+                for r in self._store.list_definitions(ws.id, VIEW.kind)
+            ]
+            if generation == self._generation:
+                self._views[ws.id] = found
+        return found
+
+    def view(self, ws: Workspace, name: str) -> CompiledView:
+        for view in self.cached_views(ws) or self.views(ws):
+            if view.name == name:
+                return view
+        raise NotFound(f"view {name!r} does not exist", code="view_not_found", field="name")
 
     # outputs and reads ---------------------------------------------------------------
     def output_status(self, ws: Workspace, name: str) -> OutputStatus:

@@ -23,16 +23,69 @@ __all__ = [
     "AppendResult",
     "DefinitionRecord",
     "EventQuery",
+    "FoldEvent",
+    "FoldOutcome",
     "QuarantineEntry",
     "RenderSpec",
     "RenderedText",
     "Store",
     "StoredEvent",
     "TokenRecord",
+    "ViewFold",
+    "ViewRow",
 ]
 
 SEQ_BITS = 40
 """Bits of ``seq``: a workspace holds up to 2**40 - 1 events."""
+
+
+@dataclass(frozen=True, slots=True)
+class FoldEvent:
+    """One appended event as a view fold sees it (texts are the stored JSON)."""
+
+    seq: int
+    id: str
+    source: str
+    received_at_us: int
+    payload: str
+    metadata: str
+    tags: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FoldOutcome:
+    """What a fold did to one key: the new value (None: row unchanged) and the seq it reflects."""
+
+    value: str | None
+    seq: int
+
+
+class ViewFold(Protocol):
+    """A view, compiled, as the store folds it inside the append transaction.
+
+    The store finds each event's key, reads the current rows of the batch's keys once,
+    and asks ``fold`` for each key with the events of that key in log order. Neither
+    method may raise: failures are the view's to count (they never block an append).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def key(self, event: FoldEvent) -> str | None:
+        """The row key of ``event`` as text, or None to skip it."""
+        ...
+
+    def fold(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+        """The key's new value from its current one (None: no row yet) and its new events."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ViewRow:
+    key: str
+    value: str
+    updated_at_us: int
+    seq: int
 
 
 @dataclass(slots=True)
@@ -52,6 +105,8 @@ class AppendBatch:
     event_metadata: list[str] | None = None
     """Per-event metadata when events differ (e.g. schema warnings); else ``metadata`` for all."""
     batch: bool = False
+    folds: list[ViewFold] | None = None
+    """Views to fold these events into, in the same transaction (SPEC §4.1)."""
 
 
 @dataclass(slots=True)
@@ -202,6 +257,15 @@ class Store(Protocol):
         ...
 
     def count_events(self, workspace_id: int) -> int: ...
+
+    # views -------------------------------------------------------------------
+    def view_row(self, workspace_id: int, view: str, key: str) -> ViewRow | None: ...
+
+    def view_rows(self, workspace_id: int, view: str, prefix: str, after: str | None, limit: int) -> list[ViewRow]:
+        """Rows whose key starts with ``prefix``, in key order, after the key ``after``."""
+        ...
+
+    def delete_view_rows(self, workspace_id: int, view: str) -> None: ...
 
     # workspaces --------------------------------------------------------------
     def create_workspace(self, slug: str, uuid: str, now_us: int) -> Workspace: ...

@@ -36,6 +36,8 @@ class IotmanApp:
                     await self.ingest(scope, receive, send, ws, path)
                     return
             await self.data(scope, receive, send)
+        elif scope["path"].startswith("/views/"):
+            await self.data(scope, receive, send)
         else:
             await self.admin(scope, receive, send)
 

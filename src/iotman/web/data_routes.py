@@ -1,4 +1,4 @@
-"""Reads under /data (GET, plain Starlette). Ingest (POST) is web/ingest_endpoint.py."""
+"""Reads under /data and /views (GET, plain Starlette). Ingest (POST) is web/ingest_endpoint.py."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from iotman.errors import IotmanError, StorageFailure
 from iotman.export.aggregation import parse_agg
 from iotman.export.read_params import parse_read_params
 from iotman.web.error_responses import error_response
+from iotman.web.view_routes import view_reader
 
 __all__ = ["data_router"]
 
@@ -130,6 +131,7 @@ def data_router(engine: Engine) -> Router:
         default=not_found,
         routes=[
             Route("/data/{ws}/{path}", _guard(get_data), methods=["GET"]),
+            Route("/views/{ws}/{name}/data", _guard(view_reader(engine)), methods=["GET"]),
             Route("/data/{ws}/{path}", _guard(preflight), methods=["OPTIONS"]),
             # POST is served by web/ingest_endpoint.py before this router is reached
             Route(

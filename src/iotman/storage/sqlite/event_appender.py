@@ -21,7 +21,8 @@ import orjson
 
 from iotman.core.ids import UlidFactory
 from iotman.errors import Conflict, NotFound
-from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult
+from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult, FoldEvent
+from iotman.storage.sqlite.view_rows import fold_views
 
 __all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions", "insert_batch"]
 
@@ -201,6 +202,14 @@ class AppendJob:
                 [(base + i, ids[i], source, received, p, metadata) for i, p in enumerate(batch.payloads)],
             )
         last = first + count - 1
+        if batch.folds:
+            metas = batch.event_metadata or [metadata] * count
+            tags = batch.tags or [None] * count
+            events = [
+                FoldEvent(first + i, ids[i], source, received, p, m, t)
+                for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
+            ]
+            fold_views(conn, ws, batch.folds, events, received)
         if batch.idempotency_key is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO idempotency (ws_id, scope, key, fingerprint, ids, first_seq, last_seq,"

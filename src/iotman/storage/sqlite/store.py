@@ -30,8 +30,9 @@ from iotman.storage.ports import (
     RenderSpec,
     StoredEvent,
     TokenRecord,
+    ViewRow,
 )
-from iotman.storage.sqlite import event_aggregator, event_reader
+from iotman.storage.sqlite import event_aggregator, event_reader, view_rows
 from iotman.storage.sqlite.analytics_process import AnalyticsProcess, AnalyticsUnavailable
 from iotman.storage.sqlite.analytics_sql import duckdb_aggregate_sql
 from iotman.storage.sqlite.connection import open_connection
@@ -262,6 +263,16 @@ class SqliteStore:
         if query.tags:
             self.ensure_tag_index(query.tags)
 
+    # views -----------------------------------------------------------------------
+    def view_row(self, workspace_id: int, view: str, key: str) -> ViewRow | None:
+        return view_rows.read_row(self._reader(), workspace_id, view, key)
+
+    def view_rows(self, workspace_id: int, view: str, prefix: str, after: str | None, limit: int) -> list[ViewRow]:
+        return view_rows.read_rows(self._reader(), workspace_id, view, prefix, after, limit)
+
+    def delete_view_rows(self, workspace_id: int, view: str) -> None:
+        self.writer.call(lambda conn: view_rows.delete_rows(conn, workspace_id, view))
+
     def count_events(self, workspace_id: int) -> int:
         return event_reader.count_events(self._reader(), workspace_id)
 
@@ -302,7 +313,7 @@ class SqliteStore:
             if conn.execute("DELETE FROM workspaces WHERE id=?", (workspace_id,)).rowcount == 0:
                 raise NotFound("the workspace does not exist", code="workspace_not_found")
             self._positions.deleted.add(workspace_id)
-            for table in ("definitions", "tokens", "idempotency", "quarantine"):
+            for table in ("definitions", "tokens", "idempotency", "quarantine", "view_rows"):
                 conn.execute(f"DELETE FROM {table} WHERE ws_id=?", (workspace_id,))  # noqa: S608
             conn.execute("DELETE FROM events WHERE pos >= ? AND pos <= ?", (base, base + _MAX_SEQ))
 

@@ -1,0 +1,112 @@
+"""Reading views (SPEC §4.1): point lookups by key and ordered prefix scans."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import orjson
+
+from iotman.access.data_access import DATA_READ, authorise_data
+from iotman.access.principal import Principal
+from iotman.core.clock import format_us
+from iotman.engine.registry import Registry
+from iotman.errors import InvalidQuery
+from iotman.storage.ports import Store, ViewRow
+
+__all__ = ["ViewPage", "ViewService", "etag_of"]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_KNOWN = frozenset({"key", "prefix", "limit", "cursor"})
+
+
+@dataclass(frozen=True, slots=True)
+class ViewPage:
+    rows: list[ViewRow]
+    etag: str | None  # point reads only
+    next_cursor: str | None  # scans with more rows
+
+    def body(self, next_page_url: str | None = None) -> bytes:
+        """``{"data": [{key, value, updated_at, seq}], "next_page"?}``."""
+        tail = b"" if next_page_url is None else b',"next_page":' + orjson.dumps(next_page_url)
+        return b'{"data":[' + b",".join(_row_json(r) for r in self.rows) + b"]" + tail + b"}"
+
+
+def etag_of(row: ViewRow | None) -> str:
+    return '"none"' if row is None else f'"{row.seq}.{row.updated_at_us}"'
+
+
+def _row_json(row: ViewRow) -> bytes:
+    # the value is stored JSON text: put it in as it is, no parse and dump
+    return b"".join(
+        (
+            b'{"key":',
+            orjson.dumps(row.key),
+            b',"value":',
+            row.value.encode(),
+            b',"updated_at":"',
+            format_us(row.updated_at_us).encode(),
+            b'","seq":',
+            str(row.seq).encode(),
+            b"}",
+        )
+    )
+
+
+class ViewService:
+    def __init__(self, store: Store, registry: Registry, reads: Executor) -> None:
+        self._store = store
+        self._registry = registry
+        self._reads = reads
+
+    def _authorise(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> tuple[int, str]:
+        ws = self._registry.workspace(slug)
+        view = self._registry.view(ws, name)
+        authorise_data(
+            principal,
+            token_given=token_given,
+            workspace_id=ws.id,
+            workspace_slug=ws.slug,
+            mode="oauth2",
+            required_scope=view.definition.required_scope,
+            default_scope=DATA_READ,
+            what=f"view {name!r}",
+        )
+        return ws.id, view.name
+
+    def _read(
+        self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
+    ) -> ViewPage:
+        unknown = sorted(set(query) - _KNOWN)
+        if unknown:
+            raise InvalidQuery(
+                f"unknown query parameter {unknown[0]!r}; a view read takes key, or prefix, limit and cursor",
+                code="unknown_parameter",
+                field=unknown[0],
+            )
+        ws_id, view = self._authorise(slug, name, principal, token_given)
+        if "key" in query:
+            if len(query) > 1:
+                raise InvalidQuery("key is a point lookup: give it alone", code="invalid_query", field="key")
+            row = self._store.view_row(ws_id, view, query["key"])
+            return ViewPage([] if row is None else [row], etag_of(row), None)
+        limit = DEFAULT_LIMIT
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= MAX_LIMIT:
+                raise InvalidQuery(f"limit must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
+        rows = self._store.view_rows(ws_id, view, query.get("prefix", ""), query.get("cursor"), limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return ViewPage(rows, None, rows[-1].key if more and rows else None)
+
+    async def read(
+        self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
+    ) -> ViewPage:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, self._read, slug, name, query, principal, token_given)

@@ -1,0 +1,106 @@
+"""View rows: folding appended events into them (writer thread), reading them.
+
+The fold runs inside the append transaction, after the events are inserted: each
+view gives every event's key; the batch's keys are read once, each key is folded
+with all its events of the batch in one call (a ``count`` adds n, a ``last`` takes
+the last one), and the changed rows are written back. A view that fails on an event
+counts it and leaves the row as it was; the append itself always goes through.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from iotman.storage.ports import FoldEvent, ViewFold, ViewRow
+
+__all__ = ["delete_rows", "fold_views", "read_row", "read_rows"]
+
+_IN_CHUNK = 500
+_UPSERT = (
+    "INSERT INTO view_rows (ws_id, view, key, value, updated_at_us, seq) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (ws_id, view, key) DO UPDATE SET value = excluded.value,"
+    " updated_at_us = excluded.updated_at_us, seq = excluded.seq"
+)
+
+
+def _current(conn: sqlite3.Connection, ws: int, view: str, keys: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT key, value FROM view_rows WHERE ws_id = ? AND view = ? AND key IN ({marks})"  # noqa: S608
+        found.update(conn.execute(sql, [ws, view, *chunk]).fetchall())
+    return found
+
+
+def fold_views(
+    conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[FoldEvent], now_us: int
+) -> None:
+    for fold in folds:
+        by_key: dict[str, list[FoldEvent]] = {}
+        for event in events:
+            key = fold.key(event)
+            if key is not None:
+                by_key.setdefault(key, []).append(event)
+        if not by_key:
+            continue
+        current = _current(conn, ws, fold.name, list(by_key))
+        changed = []
+        for key, key_events in by_key.items():
+            outcome = fold.fold(current.get(key), key_events)
+            if outcome.value is not None:
+                changed.append((ws, fold.name, key, outcome.value, now_us, outcome.seq))
+        if changed:
+            conn.executemany(_UPSERT, changed)
+
+
+def read_row(conn: sqlite3.Connection, ws: int, view: str, key: str) -> ViewRow | None:
+    row = conn.execute(
+        "SELECT key, value, updated_at_us, seq FROM view_rows WHERE ws_id = ? AND view = ? AND key = ?",
+        (ws, view, key),
+    ).fetchone()
+    return None if row is None else ViewRow(*row)
+
+
+def read_rows(
+    conn: sqlite3.Connection, ws: int, view: str, prefix: str, after: str | None, limit: int
+) -> list[ViewRow]:
+    """Keys starting with ``prefix`` (compared as text, so any character is literal), in order."""
+    terms = ["ws_id = ?", "view = ?"]
+    params: list[object] = [ws, view]
+    if prefix:
+        # a key range, not LIKE: no wildcards to escape, and it is one primary-key range
+        terms.append("key >= ?")
+        params.append(prefix)
+        end = _successor(prefix)
+        if end is not None:
+            terms.append("key < ?")
+            params.append(end)
+    if after is not None:
+        terms.append("key > ?")
+        params.append(after)
+    sql = f"SELECT key, value, updated_at_us, seq FROM view_rows WHERE {' AND '.join(terms)} ORDER BY key LIMIT ?"  # noqa: S608
+    return [ViewRow(*row) for row in conn.execute(sql, [*params, limit])]
+
+
+def _successor(prefix: str) -> str | None:
+    """The least text greater than every text starting with ``prefix`` (None: there is none).
+
+    SQLite compares text as UTF-8 bytes, which orders like code points.
+    """
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if 0xD800 <= last <= 0xDFFF:
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+def delete_rows(conn: sqlite3.Connection, ws: int, view: str | None = None) -> None:
+    if view is None:
+        conn.execute("DELETE FROM view_rows WHERE ws_id = ?", (ws,))
+    else:
+        conn.execute("DELETE FROM view_rows WHERE ws_id = ? AND view = ?", (ws, view))

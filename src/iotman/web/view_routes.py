@@ -1,0 +1,34 @@
+"""GET /views/{ws}/{name}/data (SPEC §4.1): point reads with ETag, ordered prefix scans."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from iotman.access.bearer_tokens import parse_bearer
+from iotman.engine.engine import Engine
+
+__all__ = ["view_reader"]
+
+
+def view_reader(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+    async def get_view(request: Request) -> Response:
+        """``?key=K`` (ETag; ``If-None-Match`` gives 304) or ``?prefix=P&limit=N&cursor=C``."""
+        params = request.path_params
+        token = parse_bearer(request.headers.get("authorization"))
+        principal = await engine.ingest.principal_for(token)
+        query = dict(request.query_params)
+        page = await engine.views.read(params["ws"], params["name"], query, principal, token is not None)
+        if page.etag is not None:
+            headers = {"ETag": page.etag, "Cache-Control": "no-cache"}
+            if request.headers.get("if-none-match") == page.etag:
+                return Response(status_code=304, headers=headers)
+            return Response(page.body(), media_type="application/json", headers=headers)
+        next_url = None
+        if page.next_cursor is not None:
+            next_url = str(request.url.include_query_params(cursor=page.next_cursor))
+        return Response(page.body(next_url), media_type="application/json")
+
+    return get_view

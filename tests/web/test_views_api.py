@@ -1,0 +1,189 @@
+"""Views end to end (SPEC §4.1): definitions, folding in the append transaction, reads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+
+COUNTER = "{'count': ($exists(prev.count) ? prev.count : 0) + 1, 'max': $max([prev.max, event.payload.value])}"
+
+
+def create(api: Api, **body: Any) -> Any:
+    return api.admin("POST", "/views", json=body)
+
+
+def send(api: Api, *events: dict[str, Any], source: str = "readings") -> None:
+    body = "\n".join(json.dumps(e) for e in events)
+    response = api.post(source, body, "application/x-ndjson")
+    assert response.status_code == 202, response.text
+
+
+def read(api: Api, view: str, token: str | None = None, **query: str) -> Any:
+    headers = {"Authorization": f"Bearer {token or api.token}"}
+    return api.client.get(f"/views/{api.ws}/{view}/data", params=query, headers=headers)
+
+
+@pytest.fixture
+def plant(api: Api) -> Api:
+    api.source(name="readings")
+    api.source(name="alerts")
+    assert (
+        api.admin("POST", "/tag-rules", json={"name": "site", "method": "value", "path": "$.site"}).status_code == 201
+    )
+    assert create(api, name="latest", sources=["readings"], key="payload.device_id", reducer="last").status_code == 201
+    assert create(api, name="counts", key="source", reducer="count").status_code == 201
+    assert create(api, name="stats", key="payload.device_id", reducer=COUNTER).status_code == 201
+    assert create(api, name="by-site", key="tags.site", reducer="first").status_code == 201
+    return api
+
+
+def test_a_post_returns_with_every_view_already_folded(plant: Api) -> None:
+    send(plant, {"device_id": "d-1", "value": 20, "site": "s-a"})
+    row = read(plant, "latest", key="d-1").json()["data"][0]
+    assert row["key"] == "d-1"
+    assert row["value"] == {"device_id": "d-1", "value": 20, "site": "s-a"}
+    assert row["seq"] == 1
+    assert row["updated_at"].endswith("Z")
+    send(
+        plant,
+        {"device_id": "d-1", "value": 25, "site": "s-a"},
+        {"device_id": "d-2", "value": 5, "site": "s-b"},
+        {"device_id": "d-1", "value": 22, "site": "s-b"},
+    )
+    assert read(plant, "latest", key="d-1").json()["data"][0]["value"]["value"] == 22
+    assert read(plant, "stats", key="d-1").json()["data"][0]["value"] == {"count": 3, "max": 25}
+    assert read(plant, "stats", key="d-2").json()["data"][0]["value"] == {"count": 1, "max": 5}
+    assert read(plant, "counts", key="readings").json()["data"][0]["value"] == 4
+    first = read(plant, "by-site", key="s-a").json()["data"][0]
+    assert (first["value"]["value"], first["seq"]) == (20, 1)
+    send(plant, {"device_id": "x", "value": 1}, source="alerts")
+    assert read(plant, "latest", key="x").json()["data"] == []  # latest folds readings only
+    assert read(plant, "counts", key="alerts").json()["data"][0]["value"] == 1
+
+
+def test_point_reads_carry_an_etag_for_cheap_polling(plant: Api) -> None:
+    send(plant, {"device_id": "d-1", "value": 1})
+    first = read(plant, "latest", key="d-1")
+    etag = first.headers["etag"]
+    unchanged = plant.client.get(
+        f"/views/{plant.ws}/latest/data", params={"key": "d-1"}, headers={**plant.auth, "If-None-Match": etag}
+    )
+    assert unchanged.status_code == 304
+    send(plant, {"device_id": "d-1", "value": 2})
+    changed = plant.client.get(
+        f"/views/{plant.ws}/latest/data", params={"key": "d-1"}, headers={**plant.auth, "If-None-Match": etag}
+    )
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    missing = read(plant, "latest", key="nobody")
+    assert missing.status_code == 200
+    assert missing.json() == {"data": []}
+
+
+def test_prefix_scans_walk_keys_in_order_with_next_page(plant: Api) -> None:
+    send(plant, *({"device_id": f"dev-{i:02d}", "value": i} for i in range(7)), {"device_id": "other", "value": 0})
+    page = read(plant, "latest", prefix="dev-", limit="3").json()
+    keys = [r["key"] for r in page["data"]]
+    assert keys == ["dev-00", "dev-01", "dev-02"]
+    seen = list(keys)
+    while "next_page" in page:
+        page = plant.client.get(page["next_page"], headers=plant.auth).json()
+        seen += [r["key"] for r in page["data"]]
+    assert seen == [f"dev-{i:02d}" for i in range(7)]
+    everything = read(plant, "latest").json()["data"]
+    assert [r["key"] for r in everything] == [*seen, "other"]
+    assert read(plant, "latest", limit="0").status_code == 400
+    assert read(plant, "latest", key="a", prefix="b").status_code == 400
+    assert read(plant, "latest", colour="red").json()["error"]["code"] == "unknown_parameter"
+
+
+def test_keys_that_are_null_missing_or_not_scalar_skip_the_event(plant: Api) -> None:
+    send(plant, {"value": 1}, {"device_id": None, "value": 2}, {"device_id": {"a": 1}}, {"device_id": 7, "value": 3})
+    assert [r["key"] for r in read(plant, "latest").json()["data"]] == ["7"]
+    status = plant.admin("GET", "/views/latest").json()["status"]
+    assert status["skipped"] == 3
+    assert status["failures"] == 0
+
+
+def test_a_failing_reducer_leaves_the_row_and_never_blocks_the_append(plant: Api) -> None:
+    create(plant, name="strict", key="payload.device_id", reducer="prev + event.payload.value", init="0")
+    send(
+        plant, {"device_id": "d-1", "value": 2}, {"device_id": "d-1", "value": "oops"}, {"device_id": "d-1", "value": 3}
+    )
+    assert read(plant, "strict", key="d-1").json()["data"][0]["value"] == 5
+    status = plant.admin("GET", "/views/strict").json()["status"]
+    assert status["failures"] == 1
+    assert status["last_error"]["jsonata_code"] == "T2002"
+    assert status["last_error"]["seq"] == 2
+    assert status["last_error"]["event_id"]
+    ws = plant.engine.admin.workspace(plant.ws)
+    assert plant.engine.store.count_events(ws.id) == 3
+
+
+def test_a_runaway_reducer_is_stopped_and_the_server_keeps_serving(plant: Api) -> None:
+    create(plant, name="runaway", key="payload.device_id", reducer="($f := function($n){ $f($n + 1) }; $f(1))")
+    answers: list[int] = []
+
+    def other_requests() -> None:
+        for _ in range(20):
+            answers.append(read(plant, "latest", key="d-1").status_code)
+
+    reader = threading.Thread(target=other_requests)
+    started = time.monotonic()
+    reader.start()
+    send(plant, {"device_id": "d-1", "value": 1})
+    reader.join()
+    assert time.monotonic() - started < 30
+    assert answers == [200] * 20
+    status = plant.admin("GET", "/views/runaway").json()["status"]
+    assert status["failures"] == 1
+    assert status["last_error"]["code"] == "jsonata_limit_exceeded"
+    assert read(plant, "runaway", key="d-1").json()["data"] == []
+    assert read(plant, "latest", key="d-1").json()["data"][0]["value"]["value"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"key": "payload.id[", "reducer": "last"}, "invalid_jsonata", "key"),
+        ({"key": "$.payload.id", "reducer": "last"}, "wrong_expression_language", "key"),
+        ({"key": "payload.id", "reducer": "prev +"}, "invalid_jsonata", "reducer"),
+        ({"key": "payload.id", "reducer": "last", "init": "{"}, "invalid_jsonata", "init"),
+        ({"key": "payload.id", "reducer": "last", "sources": ["nope"]}, "unknown_source", "sources"),
+        ({"key": "payload.id"}, "invalid_definition", "reducer"),
+        ({"name": "bad name", "key": "payload.id", "reducer": "last"}, "invalid_definition", "name"),
+    ],
+)
+def test_bad_definitions_are_refused_at_save_time(plant: Api, body: dict[str, Any], code: str, field: str) -> None:
+    response = create(plant, **{"name": "v", **body})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["field"] == field
+
+
+def test_reads_need_a_token_with_the_right_scope(plant: Api) -> None:
+    send(plant, {"device_id": "d-1", "value": 1})
+    assert plant.client.get(f"/views/{plant.ws}/latest/data", params={"key": "d-1"}).status_code == 401
+    writer = plant.token_for("iotman:data:write")
+    assert read(plant, "latest", token=writer, key="d-1").status_code == 403
+    reader = plant.token_for("iotman:data:read")
+    assert read(plant, "latest", token=reader, key="d-1").status_code == 200
+    create(plant, name="private", key="payload.device_id", reducer="last", required_scope="acme:ops")
+    assert read(plant, "private", token=reader, key="d-1").status_code == 403
+    assert read(plant, "nope", key="d-1").json()["error"]["code"] == "view_not_found"
+
+
+def test_deleting_a_view_deletes_its_rows(plant: Api) -> None:
+    send(plant, {"device_id": "d-1", "value": 1})
+    assert plant.admin("DELETE", "/views/latest").status_code == 204
+    create(plant, name="latest", key="payload.device_id", reducer="last")
+    assert read(plant, "latest", key="d-1").json()["data"] == []
+    send(plant, {"device_id": "d-1", "value": 2})
+    assert read(plant, "latest", key="d-1").json()["data"][0]["value"]["value"] == 2
