@@ -15,7 +15,15 @@ import pytest
 from iotman.core.clock import FixedClock
 from iotman.core.ids import ulid_timestamp_ms
 from iotman.errors import Conflict, NotFound, StorageFailure
-from iotman.storage.ports import AppendBatch, AppendOutcome, EventQuery, FoldEvent, FoldOutcome, QuarantineEntry, Store
+from iotman.storage.ports import (
+    AppendBatch,
+    AppendOutcome,
+    EventQuery,
+    FoldOutcome,
+    QuarantineEntry,
+    Store,
+    StoredEvent,
+)
 from iotman.storage.sqlite import SqliteStore
 
 T0 = 1_795_428_000_000_000
@@ -336,10 +344,10 @@ class _CountingFold:
     def __init__(self) -> None:
         self.calls: list[tuple[str | None, list[int]]] = []
 
-    def key(self, event: FoldEvent) -> str | None:
+    def key(self, event: StoredEvent) -> str | None:
         return None if event.payload == '"skip"' else event.payload
 
-    def fold(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+    def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
         self.calls.append((prev, [e.seq for e in events]))
         return FoldOutcome(str(int(prev or "0") + len(events)), events[-1].seq)
 
@@ -365,7 +373,7 @@ def test_prefix_scans_treat_every_character_literally(store: Store) -> None:
     ws = ws_id(store)
 
     class KeyFold(_CountingFold):
-        def key(self, event: FoldEvent) -> str | None:
+        def key(self, event: StoredEvent) -> str | None:
             return str(event.payload)
 
     keys = ["a%", "a_b", "ab", "a\U0010ffff", "a\U0010ffffz", "b", "a", "é", "éa"]

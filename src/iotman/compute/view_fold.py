@@ -19,7 +19,7 @@ import orjson
 from iotman.compute.jsonata_engine import CompiledJsonata, EvalLimits, JsonataFailure, JsonataLimitExceeded
 from iotman.core.clock import format_us
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
-from iotman.storage.ports import FoldEvent, FoldOutcome
+from iotman.storage.ports import FoldOutcome, StoredEvent
 
 __all__ = ["CompiledView", "ViewStatus", "envelope_text"]
 
@@ -36,7 +36,7 @@ class ViewStatus:
     last_error: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def fail(self, event: FoldEvent, stage: str, exc: JsonataFailure) -> None:
+    def fail(self, event: StoredEvent, stage: str, exc: JsonataFailure) -> None:
         with self._lock:
             self.failures += 1
             self.last_error = {
@@ -58,7 +58,7 @@ class ViewStatus:
         }
 
 
-def envelope_text(event: FoldEvent) -> str:
+def envelope_text(event: StoredEvent) -> str:
     """``{payload, metadata, received_at, tags, source, id, seq}`` as JSON text."""
     return (
         f'{{"payload":{event.payload},"metadata":{event.metadata},'
@@ -105,7 +105,7 @@ class CompiledView:
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources
 
-    def key(self, event: FoldEvent) -> str | None:
+    def key(self, event: StoredEvent) -> str | None:
         try:
             result = self._key.evaluate_json(envelope_text(event), None, self._limits)
         except JsonataFailure as exc:
@@ -116,7 +116,7 @@ class CompiledView:
             self.status.skipped += 1
         return found
 
-    def fold(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+    def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
         self.status.folded += len(events)
         last = events[-1]
         if self._builtin == "last":
@@ -128,7 +128,7 @@ class CompiledView:
             return FoldOutcome(str(count + len(events)), last.seq)
         return self._reduce(prev, events)
 
-    def _reduce(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+    def _reduce(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
         assert self._reducer is not None
         value = prev
         if value is None:
@@ -148,7 +148,7 @@ class CompiledView:
             return FoldOutcome(None, last_seq(events))
         return FoldOutcome(value, changed_at)
 
-    def _initial(self, event: FoldEvent) -> str | None:
+    def _initial(self, event: StoredEvent) -> str | None:
         if self._init is None:
             return None
         try:
@@ -158,5 +158,5 @@ class CompiledView:
             return None
 
 
-def last_seq(events: list[FoldEvent]) -> int:
+def last_seq(events: list[StoredEvent]) -> int:
     return events[-1].seq

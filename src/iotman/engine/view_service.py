@@ -13,6 +13,7 @@ from iotman.access.principal import Principal
 from iotman.core.clock import format_us
 from iotman.engine.registry import Registry
 from iotman.errors import InvalidQuery
+from iotman.export.read_params import int_param, refuse_unknown
 from iotman.storage.ports import Store, ViewRow
 
 __all__ = ["ViewPage", "ViewService", "etag_of"]
@@ -79,27 +80,14 @@ class ViewService:
     def _read(
         self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
     ) -> ViewPage:
-        unknown = sorted(set(query) - _KNOWN)
-        if unknown:
-            raise InvalidQuery(
-                f"unknown query parameter {unknown[0]!r}; a view read takes key, or prefix, limit and cursor",
-                code="unknown_parameter",
-                field=unknown[0],
-            )
+        refuse_unknown(query, _KNOWN, "a view read takes key, or prefix, limit and cursor")
         ws_id, view = self._authorise(slug, name, principal, token_given)
         if "key" in query:
             if len(query) > 1:
                 raise InvalidQuery("key is a point lookup: give it alone", code="invalid_query", field="key")
             row = self._store.view_row(ws_id, view, query["key"])
             return ViewPage([] if row is None else [row], etag_of(row), None)
-        limit = DEFAULT_LIMIT
-        if "limit" in query:
-            try:
-                limit = int(query["limit"])
-            except ValueError:
-                limit = 0
-            if not 1 <= limit <= MAX_LIMIT:
-                raise InvalidQuery(f"limit must be 1 to {MAX_LIMIT}", code="invalid_limit", field="limit")
+        limit = int_param(query, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
         rows = self._store.view_rows(ws_id, view, query.get("prefix", ""), query.get("cursor"), limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]

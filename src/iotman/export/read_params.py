@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from iotman.core.time_bounds import parse_time_us
 from iotman.errors import InvalidQuery
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ReadParams", "parse_read_params"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ReadParams", "int_param", "parse_read_params", "refuse_unknown"]
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -53,7 +53,16 @@ class ReadParams:
         return urlencode(query)
 
 
-def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+def refuse_unknown(params: Mapping[str, str], known: frozenset[str], hint: str) -> None:
+    """A 400 ``unknown_parameter`` naming the first parameter not in ``known``."""
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise InvalidQuery(
+            f"unknown query parameter {unknown[0]!r}; {hint}", code="unknown_parameter", field=unknown[0]
+        )
+
+
+def int_param(params: Mapping[str, str], name: str, low: int, high: int) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
@@ -68,17 +77,11 @@ def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | Non
 
 def parse_read_params(params: Mapping[str, str], *, streaming: bool = False) -> ReadParams:
     """Validate the query; NDJSON streaming (``streaming``) has no limit unless one is given."""
-    unknown = sorted(set(params) - _KNOWN)
-    if unknown:
-        raise InvalidQuery(
-            f"unknown query parameter {unknown[0]!r}; known: {', '.join(sorted(_KNOWN))}",
-            code="unknown_parameter",
-            field=unknown[0],
-        )
+    refuse_unknown(params, _KNOWN, f"known: {', '.join(sorted(_KNOWN))}")
     order = params.get("order", "desc").lower()
     if order not in ("asc", "desc"):
         raise InvalidQuery("order must be asc or desc", field="order")
-    limit = _int(params, "limit", 1, 1_000_000_000 if streaming else MAX_LIMIT)
+    limit = int_param(params, "limit", 1, 1_000_000_000 if streaming else MAX_LIMIT)
     if limit is None and not streaming:
         limit = DEFAULT_LIMIT
     raw_from = params.get("from")
@@ -92,8 +95,8 @@ def parse_read_params(params: Mapping[str, str], *, streaming: bool = False) -> 
         to_us=to_us,
         limit=limit,
         descending=order == "desc",
-        after_seq=_int(params, "after_seq", 0, 1 << 40),
-        before_seq=_int(params, "before_seq", 1, 1 << 40),
+        after_seq=int_param(params, "after_seq", 0, 1 << 40),
+        before_seq=int_param(params, "before_seq", 1, 1 << 40),
         raw_from=raw_from or None,
         raw_to=raw_to or None,
     )

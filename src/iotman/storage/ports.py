@@ -23,7 +23,6 @@ __all__ = [
     "AppendResult",
     "DefinitionRecord",
     "EventQuery",
-    "FoldEvent",
     "FoldOutcome",
     "QuarantineEntry",
     "RenderSpec",
@@ -37,19 +36,6 @@ __all__ = [
 
 SEQ_BITS = 40
 """Bits of ``seq``: a workspace holds up to 2**40 - 1 events."""
-
-
-@dataclass(frozen=True, slots=True)
-class FoldEvent:
-    """One appended event as a view fold sees it (texts are the stored JSON)."""
-
-    seq: int
-    id: str
-    source: str
-    received_at_us: int
-    payload: str
-    metadata: str
-    tags: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +57,11 @@ class ViewFold(Protocol):
     @property
     def name(self) -> str: ...
 
-    def key(self, event: FoldEvent) -> str | None:
+    def key(self, event: StoredEvent) -> str | None:
         """The row key of ``event`` as text, or None to skip it."""
         ...
 
-    def fold(self, prev: str | None, events: list[FoldEvent]) -> FoldOutcome:
+    def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
         """The key's new value from its current one (None: no row yet) and its new events."""
         ...
 

@@ -21,7 +21,7 @@ import orjson
 
 from iotman.core.ids import UlidFactory
 from iotman.errors import Conflict, NotFound
-from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult, FoldEvent
+from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult, StoredEvent
 from iotman.storage.sqlite.view_rows import fold_views
 
 __all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions", "insert_batch"]
@@ -206,7 +206,7 @@ class AppendJob:
             metas = batch.event_metadata or [metadata] * count
             tags = batch.tags or [None] * count
             events = [
-                FoldEvent(first + i, ids[i], source, received, p, m, t)
+                StoredEvent(first + i, ids[i], source, received, p, m, t)
                 for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
             ]
             fold_views(conn, ws, batch.folds, events, received)

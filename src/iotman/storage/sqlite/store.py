@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -43,6 +43,7 @@ from iotman.storage.sqlite.tag_index import driving_index, index_name, tag_index
 
 __all__ = ["AnalyticsOptions", "SqliteStore"]
 
+T = TypeVar("T")
 log = logging.getLogger("iotman.storage.analytics")
 
 _MAX_SEQ = (1 << SEQ_BITS) - 1
@@ -162,32 +163,24 @@ class SqliteStore:
             raise outcome
         return outcome
 
-    def read_events(self, query: EventQuery) -> list[StoredEvent]:
+    def _snapshot(self, query: EventQuery, read: Callable[..., T], *args: Any) -> T:
+        """``read(conn, query, *args)`` in one read transaction (one snapshot of the log)."""
         self._indexed(query)
         conn = self._reader()
         conn.execute("BEGIN")
         try:
-            return event_reader.read_events(conn, query)
+            return read(conn, query, *args)
         finally:
             conn.execute("COMMIT")
+
+    def read_events(self, query: EventQuery) -> list[StoredEvent]:
+        return self._snapshot(query, event_reader.read_events)
 
     def read_rendered(self, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:
-        self._indexed(query)
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            return event_reader.read_rendered(conn, query, spec)
-        finally:
-            conn.execute("COMMIT")
+        return self._snapshot(query, event_reader.read_rendered, spec)
 
     def read_rendered_text(self, query: EventQuery, spec: RenderSpec) -> RenderedText:
-        self._indexed(query)
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            return event_reader.read_rendered_text(conn, query, spec)
-        finally:
-            conn.execute("COMMIT")
+        return self._snapshot(query, event_reader.read_rendered_text, spec)
 
     def last_seq(self, workspace_id: int) -> int:
         return event_reader.last_seq(self._reader(), workspace_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from iotman.storage.ports import FoldEvent, ViewFold, ViewRow
+from iotman.storage.ports import StoredEvent, ViewFold, ViewRow
 
 __all__ = ["delete_rows", "fold_views", "read_row", "read_rows"]
 
@@ -35,10 +35,10 @@ def _current(conn: sqlite3.Connection, ws: int, view: str, keys: list[str]) -> d
 
 
 def fold_views(
-    conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[FoldEvent], now_us: int
+    conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[StoredEvent], now_us: int
 ) -> None:
     for fold in folds:
-        by_key: dict[str, list[FoldEvent]] = {}
+        by_key: dict[str, list[StoredEvent]] = {}
         for event in events:
             key = fold.key(event)
             if key is not None:
