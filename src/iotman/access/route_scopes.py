@@ -22,6 +22,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/data/{ws}/{path}"): None,  # gated by the export endpoint's auth / required_scope
     ("OPTIONS", "/data/{ws}/{path}"): None,  # CORS preflight: answers only for the endpoint's cors_origins
     ("GET", "/views/{ws}/{name}/data"): None,  # gated by iotman:data:read or the view's required_scope
+    ("POST", "/views/{ws}/{name}/rebuild"): None,  # gated in the handler by iotman:views:update
     ("GET", "/api/v1/workspaces"): "iotman:workspaces:read",
     ("POST", "/api/v1/workspaces"): "iotman:workspaces:create",
     ("GET", "/api/v1/workspaces/{ws}"): "iotman:workspaces:read",

@@ -1,4 +1,4 @@
-"""``iotman``: serve, workspace and token commands (SPEC §1.2)."""
+"""``iotman``: serve, workspace, token and view commands (SPEC §1.2)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 
 from iotman import __version__
 from iotman.app import build_engine
+from iotman.cli.view_commands import view_app
 from iotman.engine.admin_service import workspace_json
 from iotman.engine.engine import Engine
 from iotman.errors import DefinitionInvalid, IotmanError
@@ -23,6 +24,7 @@ workspace_app = typer.Typer(help="Create and list workspaces in the local store.
 token_app = typer.Typer(help="Create bearer tokens for the admin API and ingest.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(token_app, name="token")
+app.add_typer(view_app, name="view")
 
 DataOpt = Annotated[str | None, typer.Option("--data", help="Data folder of the embedded store.", show_default=False)]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (sqlite:///path).", show_default=False)]

@@ -102,6 +102,12 @@ class CompiledView:
     def name(self) -> str:
         return self._name
 
+    def renamed(self, name: str, status: ViewStatus) -> CompiledView:
+        """The same view folding into the rows of ``name`` and counting into ``status`` (rebuilds)."""
+        copy = CompiledView(self.definition, self._key, self._reducer, self._init, self._limits, status)
+        copy._name = name
+        return copy
+
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
+from iotman.engine.view_rebuild import RebuildProgress
 from iotman.errors import DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
 
@@ -47,8 +49,15 @@ def definition_error(exc: ValidationError, kind: str) -> DefinitionInvalid:
 
 
 class AdminService:
-    def __init__(self, store: Store, registry: Registry, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        rebuild_progress: Callable[[Workspace, str], RebuildProgress | None] | None = None,
+    ) -> None:
         self._store = store
+        self._rebuild_progress = rebuild_progress
         self._registry = registry
         self._clock = clock
         self._checks = DefinitionChecks(store, registry.jsonata)
@@ -169,6 +178,8 @@ class AdminService:
             out["status"] = self._registry.output_status(ws, record.name).to_json()
         elif kind is VIEW:
             out["status"] = self._registry.view_status(ws, record.name).to_json()
+            progress = self._rebuild_progress(ws, record.name) if self._rebuild_progress else None
+            out["status"]["rebuild"] = None if progress is None else progress.to_json()
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:

@@ -14,6 +14,7 @@ from iotman.engine.ingest_service import IngestService
 from iotman.engine.read_service import ReadService
 from iotman.engine.registry import Registry
 from iotman.engine.test_tools import TestTools
+from iotman.engine.view_rebuild import ViewRebuilds
 from iotman.engine.view_service import ViewService
 from iotman.metrics import Metrics
 from iotman.settings import Settings
@@ -51,7 +52,11 @@ class Engine:
         self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
         self.read = ReadService(store, self.reads)
         self.views = ViewService(store, self.registry, self.reads)
-        self.admin = AdminService(store, self.registry, self.clock)
+
+        # rebuilds run one at a time in their own thread, so reads keep all of theirs
+        self._rebuild_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-rebuild")
+        self.rebuilds = ViewRebuilds(store, self.registry, self.clock, self._rebuild_thread)
+        self.admin = AdminService(store, self.registry, self.clock, self.rebuilds.progress)
         self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
@@ -62,6 +67,7 @@ class Engine:
 
     def close(self) -> None:
         self.ready = False
+        self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         self.reads.shutdown(wait=True)
         self.store.close()
 
@@ -79,6 +85,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
         loop = asyncio.get_running_loop()
+        self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
         await loop.run_in_executor(None, self.store.close)
 

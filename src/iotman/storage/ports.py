@@ -253,6 +253,26 @@ class Store(Protocol):
 
     def delete_view_rows(self, workspace_id: int, view: str) -> None: ...
 
+    def fold_events(self, workspace_id: int, fold: ViewFold, events: list[StoredEvent], now_us: int) -> None:
+        """Fold already stored ``events`` into ``fold.name``'s rows, in one write transaction (rebuilds)."""
+        ...
+
+    def finish_rebuild(
+        self,
+        workspace_id: int,
+        fold: ViewFold,
+        into: str,
+        sources: tuple[str, ...] | None,
+        after_seq: int,
+        now_us: int,
+        still_current: Callable[[], bool],
+    ) -> int | None:
+        """In one write transaction: fold the events after ``after_seq`` (of ``sources``) into
+        ``fold.name``'s rows, then make them the rows of view ``into`` (its old rows go).
+        Returns the last seq folded, or None (nothing changed) when ``still_current()``
+        says the view changed meanwhile."""
+        ...
+
     # workspaces --------------------------------------------------------------
     def create_workspace(self, slug: str, uuid: str, now_us: int) -> Workspace: ...
 

@@ -1,16 +1,22 @@
-"""GET /views/{ws}/{name}/data (SPEC §4.1): point reads with ETag, ordered prefix scans."""
+"""/views/{ws}/{name}/data (SPEC §4.1): point reads with ETag, ordered prefix scans; and rebuilds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from iotman.access.bearer_tokens import parse_bearer
+from iotman.access.data_access import authorise_data
 from iotman.engine.engine import Engine
+from iotman.engine.view_rebuild import RebuildProgress
 
-__all__ = ["view_reader"]
+__all__ = ["view_rebuilder", "view_reader"]
+
+REBUILD_SCOPE = "iotman:views:update"
 
 
 def view_reader(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
@@ -32,3 +38,31 @@ def view_reader(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
         return Response(page.body(next_url), media_type="application/json")
 
     return get_view
+
+
+def view_rebuilder(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
+    async def rebuild(request: Request) -> Response:
+        """POST /views/{ws}/{name}/rebuild: 202 with the progress; follow it in the view's status."""
+        params = request.path_params
+        token = parse_bearer(request.headers.get("authorization"))
+        principal = await engine.ingest.principal_for(token)
+
+        def start() -> RebuildProgress:
+            ws = engine.admin.workspace(params["ws"])
+            authorise_data(
+                principal,
+                token_given=token is not None,
+                workspace_id=ws.id,
+                workspace_slug=ws.slug,
+                mode="oauth2",
+                required_scope=None,
+                default_scope=REBUILD_SCOPE,
+                what=f"rebuilding view {params['name']!r}",
+            )
+            return engine.rebuilds.start(ws, params["name"])
+
+        progress = await asyncio.get_running_loop().run_in_executor(engine.reads, start)
+        body = orjson.dumps({"rebuild": progress.to_json()})
+        return Response(body, status_code=202, media_type="application/json")
+
+    return rebuild

@@ -30,6 +30,7 @@ from iotman.storage.ports import (
     RenderSpec,
     StoredEvent,
     TokenRecord,
+    ViewFold,
     ViewRow,
 )
 from iotman.storage.sqlite import event_aggregator, event_reader, view_rows
@@ -265,6 +266,37 @@ class SqliteStore:
 
     def delete_view_rows(self, workspace_id: int, view: str) -> None:
         self.writer.call(lambda conn: view_rows.delete_rows(conn, workspace_id, view))
+
+    def fold_events(self, workspace_id: int, fold: ViewFold, events: list[StoredEvent], now_us: int) -> None:
+        self.writer.call(lambda conn: view_rows.fold_views(conn, workspace_id, [fold], events, now_us))
+
+    def finish_rebuild(
+        self,
+        workspace_id: int,
+        fold: ViewFold,
+        into: str,
+        sources: tuple[str, ...] | None,
+        after_seq: int,
+        now_us: int,
+        still_current: Callable[[], bool],
+    ) -> int | None:
+        def fn(conn: sqlite3.Connection) -> int | None:
+            if not still_current():
+                view_rows.delete_rows(conn, workspace_id, fold.name)
+                return None
+            last = after_seq
+            while True:  # the writer is ours: nothing is appended until this transaction ends
+                query = EventQuery(workspace_id, sources=sources, after_seq=last, limit=5000, descending=False)
+                events = event_reader.read_events(conn, query)
+                if not events:
+                    break
+                view_rows.fold_views(conn, workspace_id, [fold], events, now_us)
+                last = events[-1].seq
+            view_rows.replace_rows(conn, workspace_id, fold.name, into)
+            return last
+
+        result: int | None = self.writer.call(fn)
+        return result
 
     def count_events(self, workspace_id: int) -> int:
         return event_reader.count_events(self._reader(), workspace_id)

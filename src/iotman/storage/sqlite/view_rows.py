@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from iotman.storage.ports import StoredEvent, ViewFold, ViewRow
 
-__all__ = ["delete_rows", "fold_views", "read_row", "read_rows"]
+__all__ = ["delete_rows", "fold_views", "read_row", "read_rows", "replace_rows"]
 
 _IN_CHUNK = 500
 _UPSERT = (
@@ -97,6 +97,12 @@ def _successor(prefix: str) -> str | None:
             return prefix[:-1] + chr(last)
         prefix = prefix[:-1]
     return None
+
+
+def replace_rows(conn: sqlite3.Connection, ws: int, shadow: str, view: str) -> None:
+    """The rows of ``shadow`` become those of ``view`` (whose old rows go), in the caller's transaction."""
+    delete_rows(conn, ws, view)
+    conn.execute("UPDATE view_rows SET view = ? WHERE ws_id = ? AND view = ?", (view, ws, shadow))
 
 
 def delete_rows(conn: sqlite3.Connection, ws: int, view: str | None = None) -> None:
