@@ -243,3 +243,29 @@ def test_rebuilds_need_the_views_update_scope_and_run_one_at_a_time(plant: Api) 
     assert refused.status_code == 403
     assert plant.client.post(f"/views/{plant.ws}/latest/rebuild").status_code == 401
     assert plant.client.post(f"/views/{plant.ws}/nope/rebuild", headers=plant.auth).status_code == 404
+
+
+def test_the_view_test_tool_folds_samples_and_writes_nothing(plant: Api) -> None:
+    samples = [
+        {"payload": {"device_id": "d-1", "value": 3}, "source": "readings"},
+        {"payload": {"device_id": "d-2", "value": 9}, "source": "readings", "tags": {"site": "s-1"}},
+        {"payload": {"device_id": "d-1", "value": 5}, "source": "readings"},
+        {"payload": {"value": 1}, "source": "readings"},
+        {"payload": {"device_id": "d-1", "value": "x"}, "source": "readings"},
+    ]
+    view = {"key": "payload.device_id", "reducer": "prev + event.payload.value", "init": "0"}
+    answer = plant.admin("POST", "/test/view", json={"view": view, "events": samples})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(r["key"], r["value"], r["seq"]) for r in body["rows"]] == [("d-1", 8, 3), ("d-2", 9, 2)]
+    assert body["status"]["skipped"] == 1
+    assert body["status"]["failures"] == 1
+    assert body["status"]["last_error"]["seq"] == 5
+    by_tag = plant.admin(
+        "POST", "/test/view", json={"view": {"key": "tags.site", "reducer": "count"}, "events": samples}
+    ).json()
+    assert by_tag["rows"] == [{"key": "s-1", "value": 1, "seq": 2}]
+    bad = plant.admin("POST", "/test/view", json={"view": {"key": "payload.[", "reducer": "last"}, "events": []})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "view.key"
+    assert read(plant, "latest").json()["data"] == []  # nothing written

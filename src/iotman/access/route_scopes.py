@@ -41,7 +41,7 @@ for _collection in COLLECTIONS:
     ROUTE_SCOPES[("GET", _base + "/{name}")] = f"iotman:{_collection}:read"
     ROUTE_SCOPES[("PUT", _base + "/{name}")] = f"iotman:{_collection}:update"
     ROUTE_SCOPES[("DELETE", _base + "/{name}")] = f"iotman:{_collection}:delete"
-for _tool in ("jsonpath", "constructor", "jsonata", "tag_rule"):
+for _tool in ("jsonpath", "constructor", "jsonata", "tag_rule", "view"):
     ROUTE_SCOPES[("POST", f"/api/v1/workspaces/{{ws}}/test/{_tool}")] = "iotman:test:run"
 
 

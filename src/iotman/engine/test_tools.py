@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from iotman.compute.jsonata_engine import UNDEFINED, EvalLimits, JsonataEngine, JsonataFailure, JsonataLimitExceeded
 from iotman.compute.jsonata_fields import compile_jsonata_field
+from iotman.compute.view_fold import CompiledView, ViewStatus
+from iotman.connect.json_codec import dump_json
 from iotman.core.clock import Clock, format_us
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.engine.admin_service import definition_error
 from iotman.errors import DefinitionInvalid
 from iotman.process.constructor import EventView, StrictMissing, compile_constructor
 from iotman.process.jsonpath_query import compile_query
 from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
+from iotman.storage.ports import StoredEvent
 
 __all__ = ["TestTools"]
 
@@ -103,6 +108,49 @@ class TestTools:
         if result is UNDEFINED:
             return {"undefined": True, "engine": self._jsonata.name}
         return {"result": result, "engine": self._jsonata.name}
+
+    def view(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``view`` (a definition) folded over ``events``: the rows it would hold, in key order."""
+        raw = _field(body, "view", dict)
+        try:
+            definition = ViewDefinition.model_validate({"name": "test", **raw})
+        except ValidationError as exc:
+            raise definition_error(exc, "view") from None
+        compiled = CompiledView(
+            definition,
+            compile_jsonata_field(self._jsonata, definition.key, "view.key"),
+            None
+            if definition.reducer in BUILT_IN_REDUCERS
+            else compile_jsonata_field(self._jsonata, definition.reducer, "view.reducer"),
+            None if definition.init is None else compile_jsonata_field(self._jsonata, definition.init, "view.init"),
+            self._limits,
+            ViewStatus(),
+        )
+        events, _ = _samples(body)
+        now_us = self._clock.now_us()
+        by_key: dict[str, list[StoredEvent]] = {}
+        for index, sample in enumerate(events):
+            view = self._view(sample, index)  # checks the sample's fields
+            tags = view.tags()
+            event = StoredEvent(
+                view.seq,
+                view.id,
+                view.source,
+                now_us,
+                dump_json(view.payload),
+                dump_json(sample.get("metadata") or {}),
+                dump_json(tags) if tags else None,
+            )
+            if compiled.applies_to(event.source):
+                key = compiled.key(event)
+                if key is not None:
+                    by_key.setdefault(key, []).append(event)
+        rows = []
+        for key in sorted(by_key):
+            outcome = compiled.fold(None, by_key[key])
+            if outcome.value is not None:
+                rows.append({"key": key, "value": orjson.loads(outcome.value), "seq": outcome.seq})
+        return {"rows": rows, "status": compiled.status.to_json(), "engine": self._jsonata.name}
 
     def constructor(self, body: dict[str, Any]) -> dict[str, Any]:
         constructor = compile_constructor(_field(body, "constructor", str))

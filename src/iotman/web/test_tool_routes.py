@@ -1,4 +1,4 @@
-"""POST /api/v1/workspaces/{ws}/test/{jsonpath|constructor|jsonata|tag_rule} (SPEC §8)."""
+"""POST /api/v1/workspaces/{ws}/test/{jsonpath|constructor|jsonata|tag_rule|view} (SPEC §8)."""
 
 # no `from __future__ import annotations`: FastAPI resolves the parameter annotations at runtime
 
@@ -26,6 +26,7 @@ def add_test_tool_routes(app: FastAPI, engine: Engine, caller: Any, body_type: A
             "constructor": tools.constructor,
             "jsonata": tools.jsonata,
             "tag_rule": tools.tag_rule,
+            "view": tools.view,
         }[tool]
         result = tool_fn(body)
         return Response(orjson.dumps(result), media_type="application/json")
@@ -42,7 +43,16 @@ def add_test_tool_routes(app: FastAPI, engine: Engine, caller: Any, body_type: A
     def jsonata(ws: str, _: caller, body: body_type) -> Response:
         return run(ws, "jsonata", body)
 
+    def view(ws: str, _: caller, body: body_type) -> Response:
+        return run(ws, "view", body)
+
     base = "/api/v1/workspaces/{ws}/test/"
-    routes = (("jsonpath", jsonpath), ("constructor", constructor), ("jsonata", jsonata), ("tag_rule", tag_rule))
+    routes = (
+        ("jsonpath", jsonpath),
+        ("constructor", constructor),
+        ("jsonata", jsonata),
+        ("tag_rule", tag_rule),
+        ("view", view),
+    )
     for name, endpoint in routes:
         app.add_api_route(base + name, endpoint, methods=["POST"], tags=["test tools"], summary=f"Test a {name}")
