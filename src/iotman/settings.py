@@ -89,6 +89,14 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "JSONata engine: `jlens` (Rust, the default) or `jsonata2py` (pure Python; timeout and recursion limits only).",
         _choice("jlens", "jsonata2py"),
     ),
+    Setting(
+        "gil_switch_interval_us",
+        500,
+        "How long a Python thread may hold the GIL while others wait (`sys.setswitchinterval`); "
+        "CPython's default is 5000. Every store call hands the GIL over and waits up to this long to "
+        "get it back, so a short interval keeps point reads fast while ingest is busy.",
+        int,
+    ),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -124,6 +132,7 @@ class Settings:
     analytics_min_events: int = 20000
     analytics_threads: int = 2
     analytics_memory_mb: int = 1024
+    gil_switch_interval_us: int = 500
     jsonata_engine: str = "jlens"
     jsonata_timeout_ms: int = 1000
     jsonata_max_steps: int = 1000000

@@ -90,6 +90,8 @@ def serve(
     # handlers in place that ends the process normally (exit 0) instead of by the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    if settings.gil_switch_interval_us > 0:
+        sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
     server.run()
     if not server.started:
         sys.exit(1)

@@ -97,6 +97,13 @@ class _Compiled:
             raise _failure(exc) from None
         return result
 
+    def evaluate_quick(self, value: Any, limits: EvalLimits = DEFAULT_LIMITS) -> Any:
+        # evaluate() reads the Python value as it goes, holding the GIL: no hand-off per call
+        try:
+            return self._expression.evaluate(value, None, **_options(limits))
+        except jlens.JlensError as exc:
+            raise _failure(exc) from None
+
 
 class JlensEngine:
     name = "jlens"

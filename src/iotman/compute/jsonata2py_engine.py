@@ -100,6 +100,10 @@ class _Compiled:
         result = self.evaluate(value, bindings, limits)
         return None if result is UNDEFINED else orjson.dumps(result).decode()
 
+    def evaluate_quick(self, value: Any, limits: EvalLimits = DEFAULT_LIMITS) -> Any:
+        result = self.evaluate(value, None, limits)
+        return None if result is UNDEFINED else result
+
 
 class Jsonata2pyEngine:
     name = "jsonata2py"

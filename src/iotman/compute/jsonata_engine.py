@@ -93,6 +93,12 @@ class CompiledJsonata(Protocol):
         """The result as JSON text for the JSON text ``text`` (``None``: no input), ``None`` if undefined."""
         ...
 
+    def evaluate_quick(self, value: Any, limits: EvalLimits = ...) -> Any:
+        """The result for ``value`` with ``None`` for both null and undefined, without handing the
+        GIL to other threads: for short evaluations on a thread that must not wait to get it back
+        (the writer). Ask ``evaluate_json`` when ``None`` must be told apart."""
+        ...
+
 
 class JsonataEngine(Protocol):
     name: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -36,4 +37,10 @@ class FixedClock:
 def format_us(us: int) -> str:
     """RFC 3339 UTC with microseconds: ``2026-11-23T10:00:00.123456Z``."""
     seconds, micros = divmod(us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+    return _format_seconds(seconds) + f".{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _format_seconds(seconds: int) -> str:
+    """The date and time of a second (cached: events of a batch, and of a busy second, share it)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -96,5 +96,10 @@ class ViewService:
     async def read(
         self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
     ) -> ViewPage:
+        ws = self._registry.cached_workspace(slug)
+        if "key" in query and ws is not None and self._registry.cached_views(ws) is not None:
+            # a point read is one primary-key lookup (tens of µs): answered on the event loop, it
+            # does not queue behind ingest work in the thread pool nor hand the GIL over twice
+            return self._read(slug, name, query, principal, token_given)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reads, self._read, slug, name, query, principal, token_given)

@@ -12,26 +12,31 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+import orjson
+
 from iotman.storage.ports import StoredEvent, ViewFold, ViewRow
 
 __all__ = ["delete_rows", "fold_views", "read_row", "read_rows", "replace_rows"]
 
-_IN_CHUNK = 500
+# Both statements take and give the batch's rows as one JSON text, so the writer steps SQLite
+# once for all keys (each step hands the GIL over and must wait to get it back; see
+# event_appender). Values travel as JSON strings, so their text comes back unchanged.
+_CURRENT = (
+    "SELECT json_group_object(key, value) FROM view_rows"
+    " WHERE ws_id = ?1 AND view = ?2 AND key IN (SELECT value FROM json_each(?3))"
+)
 _UPSERT = (
-    "INSERT INTO view_rows (ws_id, view, key, value, updated_at_us, seq) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO view_rows (ws_id, view, key, value, updated_at_us, seq)"
+    " SELECT ?1, ?2, value ->> 0, value ->> 1, ?3, value ->> 2 FROM json_each(?4) WHERE true"
     " ON CONFLICT (ws_id, view, key) DO UPDATE SET value = excluded.value,"
     " updated_at_us = excluded.updated_at_us, seq = excluded.seq"
 )
 
 
 def _current(conn: sqlite3.Connection, ws: int, view: str, keys: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT key, value FROM view_rows WHERE ws_id = ? AND view = ? AND key IN ({marks})"  # noqa: S608
-        found.update(conn.execute(sql, [ws, view, *chunk]).fetchall())
-    return found
+    found = conn.execute(_CURRENT, (ws, view, orjson.dumps(keys).decode())).fetchone()[0]
+    rows: dict[str, str] = orjson.loads(found) if found else {}
+    return rows
 
 
 def fold_views(
@@ -50,9 +55,9 @@ def fold_views(
         for key, key_events in by_key.items():
             outcome = fold.fold(current.get(key), key_events)
             if outcome.value is not None:
-                changed.append((ws, fold.name, key, outcome.value, now_us, outcome.seq))
+                changed.append((key, outcome.value, outcome.seq))
         if changed:
-            conn.executemany(_UPSERT, changed)
+            conn.execute(_UPSERT, (ws, fold.name, now_us, orjson.dumps(changed).decode()))
 
 
 def read_row(conn: sqlite3.Connection, ws: int, view: str, key: str) -> ViewRow | None:
