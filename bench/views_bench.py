@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.machine_info import machine_info
-from bench.process_bench import NDJSON, admin, events, ndjson
+from bench.process_bench import NDJSON, admin, batched_rates, events, ndjson
 from bench.servers import ServerError, ServerProcess, start_iotman
 from bench.wrk_load import WrkSettings, find_wrk, run_wrk
 
@@ -117,15 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             body = folder / "batch.ndjson"
             body.write_bytes(ndjson(events(1000)))
             settings = WrkSettings(threads=1, connections=4, duration_s=args.duration)
-            rates: dict[str, float] = {}
-            for source in ("plain", "viewed", "plain", "viewed"):
-                url = f"{server.base_url}/data/{WORKSPACE}/{source}"
-                run_wrk(wrk, url, settings, body, NDJSON, duration_s=2)
-                run = run_wrk(wrk, url, settings, body, NDJSON)
-                problems = run.problems(source)
-                if problems:
-                    raise ServerError("; ".join(problems))
-                rates[source] = max(rates.get(source, 0.0), run.ok_requests_per_s * 1000)
+            rates = batched_rates(wrk, server, settings, body, ("plain", "viewed", "plain", "viewed"))
             share = rates["viewed"] / rates["plain"]
             print(
                 f"(h) NDJSON ingest, no views: {rates['plain']:,.0f} events/s; 3 views: {rates['viewed']:,.0f} "

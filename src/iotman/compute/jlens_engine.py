@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import jlens
-import orjson
 
+from iotman.compute import json_values
 from iotman.compute.jsonata_engine import (
     UNDEFINED,
     EvalLimits,
@@ -41,20 +40,6 @@ def _options(limits: EvalLimits) -> dict[str, Any]:
     }
 
 
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # a lone surrogate (orjson refuses them): escape it as JSON allows
-        return json.dumps(value)
-
-
-def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # an escaped lone surrogate
-        return json.loads(text)
-
-
 def _encodable(text: str) -> bool:
     try:
         text.encode()
@@ -80,9 +65,9 @@ class _Compiled:
         self, value: Any, bindings: Mapping[str, Any] | None = None, limits: EvalLimits = DEFAULT_LIMITS
     ) -> Any:
         # evaluate() answers None for both undefined and null: go through JSON text to tell them apart
-        text = None if value is UNDEFINED else _dumps(value)
+        text = None if value is UNDEFINED else json_values.dumps(value)
         result = self.evaluate_json(text, bindings, limits)
-        return UNDEFINED if result is None else _loads(result)
+        return UNDEFINED if result is None else json_values.loads(result)
 
     def evaluate_json(
         self, text: str | None, bindings: Mapping[str, Any] | None = None, limits: EvalLimits = DEFAULT_LIMITS

@@ -11,7 +11,6 @@ the row as it was (counted, with the last error and the event's id).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from iotman.compute import json_values
 from iotman.compute.jsonata_engine import CompiledJsonata, EvalLimits, JsonataFailure, JsonataLimitExceeded
 from iotman.core.clock import format_us
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
@@ -234,13 +234,13 @@ class CompiledView:
         """Each event over the running value; the row is written once, after the last."""
         assert self._reducer is not None
         text = prev if prev is not None else self._initial(events[0])
-        value: Any = None if text is None else _loads(text)
+        value: Any = None if text is None else json_values.loads(text)
         changed_at: int | None = None
         for event in events:
             try:
                 if self._slow:
                     step = self._reducer.evaluate_json(self._input_text(value, event), None, self._limits)
-                    found, result = step is not None, None if step is None else _loads(step)
+                    found, result = step is not None, None if step is None else json_values.loads(step)
                 else:
                     found, result = self._quick(value, event)
             except JsonataLimitExceeded as exc:
@@ -254,7 +254,7 @@ class CompiledView:
                 value, changed_at = result, event.seq
         if changed_at is None:
             return FoldOutcome(None, last_seq(events))
-        return FoldOutcome(_dumps(value), changed_at)
+        return FoldOutcome(json_values.dumps(value), changed_at)
 
     def _quick(self, value: Any, event: StoredEvent) -> tuple[bool, Any]:
         """(has a value, the value): the GIL-holding path, with null told from undefined when needed."""
@@ -267,7 +267,7 @@ class CompiledView:
 
     @staticmethod
     def _input_text(value: Any, event: StoredEvent) -> str:
-        return f'{{"prev":{_dumps(value)},"event":{envelope_text(event)}}}'
+        return f'{{"prev":{json_values.dumps(value)},"event":{envelope_text(event)}}}'
 
     def _initial(self, event: StoredEvent) -> str | None:
         if self._init is None:
@@ -277,20 +277,6 @@ class CompiledView:
         except JsonataFailure as exc:
             self.status.fail(event, "init", exc)
             return None
-
-
-def _loads(text: str) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # integers past 64 bits, which orjson refuses
-        return json.loads(text)
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # integers past 64 bits
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def last_seq(events: list[StoredEvent]) -> int:
