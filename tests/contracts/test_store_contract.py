@@ -388,3 +388,18 @@ def test_prefix_scans_treat_every_character_literally(store: Store) -> None:
     assert scan("a\U0010ffff") == ["a\U0010ffff", "a\U0010ffffz"]
     assert scan("é") == ["é", "éa"]
     assert scan("") == sorted(keys)
+
+
+def test_a_rebuild_whose_definition_changed_swaps_nothing(store: Store) -> None:
+    ws = ws_id(store)
+    record = store.create_definition(ws, "view", "counts", None, {"name": "counts"}, T0)
+    store.append(batch(ws, '"a"', '"b"', folds=[_CountingFold()]))
+    shadow = _CountingFold()
+    shadow.name = "counts\x00rebuild"
+    stale = ("view", record.version + 1, record.created_at_us)
+    assert store.finish_rebuild(ws, shadow, "counts", None, 0, T0, stale) is None
+    assert store.view_rows(ws, "counts\x00rebuild", "", None, 10) == []
+    assert [r.value for r in store.view_rows(ws, "counts", "", None, 10)] == ["1", "1"]
+    current = ("view", record.version, record.created_at_us)
+    assert store.finish_rebuild(ws, shadow, "counts", None, 0, T0, current) == 2
+    assert [(r.key, r.value) for r in store.view_rows(ws, "counts", "", None, 10)] == [('"a"', "1"), ('"b"', "1")]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from iotman.storage.ports import EventQuery
 from tests.conftest import Api
 
 COUNTER = "{'count': ($exists(prev.count) ? prev.count : 0) + 1, 'max': $max([prev.max, event.payload.value])}"
@@ -269,3 +270,65 @@ def test_the_view_test_tool_folds_samples_and_writes_nothing(plant: Api) -> None
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "view.key"
     assert read(plant, "latest").json()["data"] == []  # nothing written
+
+
+def test_odd_values_never_fail_the_append_nor_mix_rows(plant: Api) -> None:
+    """Found by review: lone surrogates, NUL characters and float keys."""
+    create(plant, name="by-json", key="payload.(device_id)", reducer="count")
+    raw = '{"device_id": "d-1", "note": "\\ud800"}'  # a lone surrogate: valid JSON, not valid Unicode
+    assert plant.post("readings", raw).status_code == 202
+    ws = plant.engine.admin.workspace(plant.ws)
+    assert plant.engine.store.count_events(ws.id) == 1
+    send(plant, {"device_id": "a", "value": 1}, {"device_id": "a\u0000x", "value": 2})
+    assert read(plant, "latest", key="a").json()["data"][0]["value"]["value"] == 1  # not overwritten
+    send(plant, {"device_id": 1, "value": 1}, {"device_id": 1.0, "value": 2}, {"device_id": 1e16, "value": 3})
+    for view in ("latest", "by-json"):
+        keys = [r["key"] for r in read(plant, view).json()["data"]]
+        assert "1" in keys, (view, keys)
+        assert "1.0" not in keys, (view, keys)
+        assert "10000000000000000" in keys, (view, keys)
+    assert read(plant, "by-json", key="1").json()["data"][0]["value"] == 2
+
+
+def test_the_view_tool_never_sees_stored_events(plant: Api) -> None:
+    send(plant, {"device_id": "d-1", "secret": "private"})
+    stored = read(plant, "latest", key="d-1").json()["data"][0]
+    ws = plant.engine.admin.workspace(plant.ws)
+    event = plant.engine.store.read_events(EventQuery(ws.id, limit=1))[0]
+    sample = {"id": event.id, "seq": stored["seq"], "source": "readings", "payload": {"device_id": "d-1"}}
+    answer = plant.admin(
+        "POST",
+        "/test/view",
+        json={"view": {"key": "payload.device_id", "reducer": "event.payload"}, "events": [sample]},
+    )
+    assert answer.json()["rows"] == [{"key": "d-1", "value": {"device_id": "d-1"}, "seq": stored["seq"]}]
+
+
+def test_a_view_that_no_longer_compiles_is_reported_and_ingest_goes_on(plant: Api) -> None:
+    ws = plant.engine.admin.workspace(plant.ws)
+    body = {
+        "name": "stale",
+        "key": "payload.(",
+        "reducer": "last",
+        "sources": None,
+        "init": None,
+        "scope_field": None,
+        "required_scope": None,
+        "description": "",
+    }
+    plant.engine.store.create_definition(ws.id, "view", "stale", None, body, 0)  # as if saved by another engine
+    plant.engine.registry.forget_definitions(ws)
+    send(plant, {"device_id": "d-1", "value": 1})
+    assert read(plant, "latest", key="d-1").json()["data"] != []
+    status = plant.admin("GET", "/views/stale").json()["status"]
+    assert status["broken"].startswith("key: ")
+    assert read(plant, "stale", key="d-1").json()["error"]["code"] == "view_broken"
+
+
+def test_strangers_cannot_tell_which_views_exist(plant: Api) -> None:
+    other = plant.engine.admin.create_workspace("other")
+    token, _ = plant.engine.admin.create_token(other.slug, preset="full-access")
+    stranger = {"Authorization": f"Bearer {token}"}
+    for view in ("latest", "nope"):
+        answer = plant.client.get(f"/views/{plant.ws}/{view}/data", params={"key": "x"}, headers=stranger)
+        assert answer.status_code == 401, view

@@ -80,6 +80,8 @@ class _Compiled:
             )
         except jlens.JlensError as exc:
             raise _failure(exc) from None
+        except (ValueError, TypeError) as exc:  # input or result jlens cannot convert (a lone surrogate…)
+            raise JsonataEvaluationError("D3140", f"the value cannot be evaluated: {exc}") from None
         return result
 
     def evaluate_quick(self, value: Any, limits: EvalLimits = DEFAULT_LIMITS) -> Any:
@@ -88,6 +90,8 @@ class _Compiled:
             return self._expression.evaluate(value, None, **_options(limits))
         except jlens.JlensError as exc:
             raise _failure(exc) from None
+        except (ValueError, TypeError) as exc:
+            raise JsonataEvaluationError("D3140", f"the value cannot be evaluated: {exc}") from None
 
 
 class JlensEngine:

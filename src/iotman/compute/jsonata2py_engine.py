@@ -42,9 +42,9 @@ def _from_engine(value: Any) -> Any:
         return {k: _from_engine(v) for k, v in value.items() if v is not jsonata2py.MISSING}
     if isinstance(value, float) and value.is_integer() and not math.isinf(value) and abs(value) < 2**53:
         return int(value)
-    if callable(value):
-        return ""  # JSONata renders a function as "" in JSON output
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return ""  # a function (or another engine object): JSONata renders it as "" in JSON output
 
 
 def _timeout_ms(limits: EvalLimits) -> int:

@@ -28,9 +28,7 @@ from iotman.storage.ports import FoldOutcome, StoredEvent
 __all__ = ["CompiledView", "ViewStatus", "envelope_text"]
 
 _MAX_KEY_CHARS = 512
-_ENVELOPES_KEPT = 50_000
-_ENVELOPES: dict[tuple[str, int], str] = {}
-_PARSED: dict[tuple[str, int], dict[str, Any]] = {}
+_CACHE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -41,16 +39,23 @@ class ViewStatus:
     skipped: int = 0
     failures: int = 0
     last_error: dict[str, Any] | None = None
+    broken: str | None = None  # why the stored definition does not compile (then it folds nothing)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def fail(self, event: StoredEvent, stage: str, exc: JsonataFailure) -> None:
+    def fail(self, event: StoredEvent, stage: str, exc: Exception) -> None:
+        if isinstance(exc, JsonataFailure):
+            code = "jsonata_limit_exceeded" if isinstance(exc, JsonataLimitExceeded) else "jsonata_failed"
+            jsonata_code: str | None = exc.code
+            message = exc.message
+        else:  # not a JSONata error (a value the store cannot hold, an engine bug): still only this view's
+            code, jsonata_code, message = "view_failed", None, f"{type(exc).__name__}: {exc}"
         with self._lock:
             self.failures += 1
             self.last_error = {
                 "stage": stage,
-                "code": "jsonata_limit_exceeded" if isinstance(exc, JsonataLimitExceeded) else "jsonata_failed",
-                "jsonata_code": exc.code,
-                "message": exc.message,
+                "code": code,
+                "jsonata_code": jsonata_code,
+                "message": message[:1000],
                 "event_id": event.id,
                 "seq": event.seq,
                 "at": format_us(event.received_at_us),
@@ -62,53 +67,74 @@ class ViewStatus:
             "skipped": self.skipped,
             "failures": self.failures,
             "last_error": self.last_error,
+            "broken": self.broken,
         }
 
 
-def envelope_text(event: StoredEvent) -> str:
-    """``{payload, metadata, received_at, tags, source, id, seq}`` as JSON text.
+class _EnvelopeCache:
+    """Envelopes of the events being folded, shared by the views of a batch.
 
-    Every view of a batch asks for it, for its key and its reducer: the texts of the
-    latest events are kept (keyed by id and seq; events without an id, the test
-    tool's samples, are not kept).
+    Keyed by the event object itself (held, and checked with ``is``), so an entry can
+    only ever serve the very event it was built from: never another workspace's event
+    with the same id, nor a test tool's sample. Bounded by the bytes of the texts it
+    holds; when full it starts over (a batch's events are all that is needed).
     """
-    cache_key = (event.id, event.seq)
-    if event.id:
-        found = _ENVELOPES.get(cache_key)
-        if found is not None:
-            return found
+
+    __slots__ = ("_bytes", "_entries", "_limit", "_lock")
+
+    def __init__(self, limit_bytes: int) -> None:
+        self._entries: dict[int, tuple[StoredEvent, Any]] = {}
+        self._bytes = 0
+        self._limit = limit_bytes
+        self._lock = threading.Lock()
+
+    def get(self, event: StoredEvent) -> Any:
+        found = self._entries.get(id(event))
+        return found[1] if found is not None and found[0] is event else None
+
+    def put(self, event: StoredEvent, value: Any, size: int) -> None:
+        with self._lock:
+            if self._bytes + size > self._limit:
+                self._entries.clear()
+                self._bytes = 0
+            self._entries[id(event)] = (event, value)
+            self._bytes += size
+
+
+_TEXTS = _EnvelopeCache(_CACHE_BYTES)
+_VALUES = _EnvelopeCache(_CACHE_BYTES)
+
+
+def envelope_text(event: StoredEvent) -> str:
+    """``{payload, metadata, received_at, tags, source, id, seq}`` as JSON text (built once an event)."""
+    found: str | None = _TEXTS.get(event)
+    if found is not None:
+        return found
     text = (
         f'{{"payload":{event.payload},"metadata":{event.metadata},'
         f'"received_at":"{format_us(event.received_at_us)}","tags":{event.tags or "{}"},'
         f'"source":{_json_string(event.source)},"id":"{event.id}","seq":{event.seq}}}'
     )
-    if event.id:
-        if len(_ENVELOPES) >= _ENVELOPES_KEPT:
-            _ENVELOPES.clear()
-        _ENVELOPES[cache_key] = text
+    _TEXTS.put(event, text, len(text))
     return text
 
 
 def envelope_value(event: StoredEvent) -> dict[str, Any]:
-    """The envelope as Python values (parsed once per event, kept like ``envelope_text``)."""
-    cache_key = (event.id, event.seq)
-    if event.id:
-        found = _PARSED.get(cache_key)
-        if found is not None:
-            return found
+    """The envelope as Python values (parsed once an event, like ``envelope_text``)."""
+    found: dict[str, Any] | None = _VALUES.get(event)
+    if found is not None:
+        return found
     value = {
-        "payload": orjson.loads(event.payload),
-        "metadata": orjson.loads(event.metadata),
+        "payload": json_values.loads(event.payload),
+        "metadata": json_values.loads(event.metadata),
         "received_at": format_us(event.received_at_us),
-        "tags": orjson.loads(event.tags) if event.tags else {},
+        "tags": json_values.loads(event.tags) if event.tags else {},
         "source": event.source,
         "id": event.id,
         "seq": event.seq,
     }
-    if event.id:
-        if len(_PARSED) >= _ENVELOPES_KEPT:
-            _PARSED.clear()
-        _PARSED[cache_key] = value
+    # parsed values take several times their text: count them so
+    _VALUES.put(event, value, 4 * (len(event.payload) + len(event.metadata) + len(event.tags or "")))
     return value
 
 
@@ -146,14 +172,25 @@ def _json_string(text: str) -> str:
 
 
 def scalar_key(value: Any) -> str | None:
-    """A key value as row-key text, as ``key_text`` gives for its JSON."""
+    """A key value as row-key text, exactly as ``key_text`` gives it for the engine's JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value if 0 < len(value) <= _MAX_KEY_CHARS else None
-    if isinstance(value, int | float) and not (isinstance(value, float) and not math.isfinite(value)):
-        return key_text(orjson.dumps(value).decode())
+        return _checked_key(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer() and abs(value) < 1e21:  # JSONata prints whole numbers without a fraction
+            return str(int(value))
+        return _checked_key(json_values.dumps(value))
+    if isinstance(value, int):
+        return _checked_key(str(value))
     return None
+
+
+def _checked_key(key: str) -> str | None:
+    # a NUL would be cut off by SQLite's JSON functions (two keys would share a row)
+    return key if 0 < len(key) <= _MAX_KEY_CHARS and "\x00" not in key else None
 
 
 def key_text(result: str | None) -> str | None:
@@ -161,10 +198,10 @@ def key_text(result: str | None) -> str | None:
     if result is None or not result or result[0] in "{[n":  # undefined, object, array, null
         return None
     if result[0] == '"':
-        key: str = orjson.loads(result)
+        key: str = json_values.loads(result)
     else:
         key = result
-    return key if 0 < len(key) <= _MAX_KEY_CHARS else None
+    return _checked_key(key)
 
 
 class CompiledView:
@@ -204,6 +241,13 @@ class CompiledView:
         return self.sources is None or source in self.sources
 
     def key(self, event: StoredEvent) -> str | None:
+        try:
+            return self._key_of(event)
+        except Exception as exc:  # noqa: BLE001 - never into the append: counted on the view
+            self.status.fail(event, "key", exc)
+            return None
+
+    def _key_of(self, event: StoredEvent) -> str | None:
         found: str | None = None
         value = _FALLBACK if self._key_steps is None else walk_plain(envelope_value(event), self._key_steps)
         if value is _FALLBACK:
@@ -219,6 +263,13 @@ class CompiledView:
         return found
 
     def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
+        try:
+            return self._fold(prev, events)
+        except Exception as exc:  # noqa: BLE001 - never into the append: the row stays, counted
+            self.status.fail(events[-1], "reducer", exc)
+            return FoldOutcome(None, events[-1].seq)
+
+    def _fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
         self.status.folded += len(events)
         last = events[-1]
         if self._builtin == "last":

@@ -17,7 +17,7 @@ from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
-from iotman.engine.view_rebuild import RebuildProgress
+from iotman.engine.view_rebuild import RebuildProgress, shadow_name
 from iotman.errors import DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
 
@@ -152,9 +152,12 @@ class AdminService:
         ws = self._registry.workspace(slug)
         self._checks.check_unused(ws, kind, name)
         self._store.delete_definition(ws.id, kind.kind, name)
+        # forgotten before its rows go: an append still folding the view cannot leave rows behind
+        # for a later view of the same name (a fold already queued may; the next delete clears it)
+        self._registry.forget_definitions(ws)
         if kind is VIEW:
             self._store.delete_view_rows(ws.id, name)
-        self._registry.forget_definitions(ws)
+            self._store.delete_view_rows(ws.id, shadow_name(name))
 
     def get(self, slug: str, collection: str, name: str) -> dict[str, Any]:
         kind = KINDS[collection]

@@ -25,7 +25,7 @@ from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, VIEW
-from iotman.errors import NotFound
+from iotman.errors import Conflict, DefinitionInvalid, NotFound
 from iotman.process.constructor import Constructor, compile_constructor
 from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
 from iotman.storage.ports import DefinitionRecord, Store
@@ -220,13 +220,19 @@ class Registry:
         return self._views.get(ws.id)
 
     def views(self, ws: Workspace) -> list[CompiledView]:
+        """The workspace's views that compile; one that does not (saved under another JSONata
+        engine, say) is left out and reported on its status, never failing ingest."""
         found = self._views.get(ws.id)
         if found is None:
             generation = self._generation
-            found = [
-                self.compile_view(ws, ViewDefinition.model_validate(r.body))
-                for r in self._store.list_definitions(ws.id, VIEW.kind)
-            ]
+            found = []
+            for record in self._store.list_definitions(ws.id, VIEW.kind):
+                status = self.view_status(ws, record.name)
+                try:
+                    found.append(self.compile_view(ws, ViewDefinition.model_validate(record.body)))
+                    status.broken = None
+                except (DefinitionInvalid, ValueError) as exc:
+                    status.broken = str(exc)
             if generation == self._generation:
                 self._views[ws.id] = found
         return found
@@ -235,6 +241,13 @@ class Registry:
         for view in self.cached_views(ws) or self.views(ws):
             if view.name == name:
                 return view
+        broken = self._view_status.get((ws.id, name))
+        if broken is not None and broken.broken is not None:
+            raise Conflict(
+                f"view {name!r} does not compile with this server's JSONata engine: {broken.broken}",
+                code="view_broken",
+                field="name",
+            )
         raise NotFound(f"view {name!r} does not exist", code="view_not_found", field="name")
 
     # outputs and reads ---------------------------------------------------------------

@@ -22,7 +22,7 @@ from iotman.core.clock import Clock, format_us
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import VIEW
 from iotman.engine.registry import Registry
-from iotman.errors import Conflict
+from iotman.errors import Conflict, NotFound
 from iotman.storage.ports import EventQuery, Store
 
 __all__ = ["RebuildProgress", "ViewRebuilds", "shadow_name"]
@@ -78,7 +78,9 @@ class ViewRebuilds:
     def start(self, ws: Workspace, name: str) -> RebuildProgress:
         view = self._registry.view(ws, name)
         record = self._store.get_definition(ws.id, VIEW.kind, name)
-        version = record.version if record is not None else 0
+        if record is None:
+            raise NotFound(f"view {name!r} does not exist", code="view_not_found", field="name")
+        version = (record.version, record.created_at_us)
         with self._lock:
             running = self._progress.get((ws.id, name))
             if running is not None and running.state == "running":
@@ -88,11 +90,7 @@ class ViewRebuilds:
         self._executor.submit(self._run, ws, view, version, progress)
         return progress
 
-    def _current(self, ws: Workspace, name: str, version: int) -> bool:
-        record = self._store.get_definition(ws.id, VIEW.kind, name)
-        return record is not None and record.version == version
-
-    def _run(self, ws: Workspace, view: CompiledView, version: int, progress: RebuildProgress) -> None:
+    def _run(self, ws: Workspace, view: CompiledView, version: tuple[int, int], progress: RebuildProgress) -> None:
         name = view.name
         assert progress.status is not None
         shadow = view.renamed(shadow_name(name), progress.status)
@@ -111,7 +109,7 @@ class ViewRebuilds:
                 after = events[-1].seq
                 progress.folded_seq = after
             finished = self._store.finish_rebuild(
-                ws.id, shadow, name, sources, after, self._clock.now_us(), lambda: self._current(ws, name, version)
+                ws.id, shadow, name, sources, after, self._clock.now_us(), (VIEW.kind, *version)
             )
         except Exception as exc:  # reported on the view; the old rows stay
             log.exception("rebuild of view %r failed", name)

@@ -64,17 +64,23 @@ class ViewService:
 
     def _authorise(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> tuple[int, str]:
         ws = self._registry.workspace(slug)
+
+        def allow(required_scope: str | None) -> None:
+            authorise_data(
+                principal,
+                token_given=token_given,
+                workspace_id=ws.id,
+                workspace_slug=ws.slug,
+                mode="oauth2",
+                required_scope=required_scope,
+                default_scope=DATA_READ,
+                what=f"view {name!r}",
+            )
+
+        allow(None)  # who may read this workspace's views first: whether a view exists is not for strangers
         view = self._registry.view(ws, name)
-        authorise_data(
-            principal,
-            token_given=token_given,
-            workspace_id=ws.id,
-            workspace_slug=ws.slug,
-            mode="oauth2",
-            required_scope=view.definition.required_scope,
-            default_scope=DATA_READ,
-            what=f"view {name!r}",
-        )
+        if view.definition.required_scope is not None:
+            allow(view.definition.required_scope)
         return ws.id, view.name
 
     def _read(

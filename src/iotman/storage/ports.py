@@ -265,12 +265,13 @@ class Store(Protocol):
         sources: tuple[str, ...] | None,
         after_seq: int,
         now_us: int,
-        still_current: Callable[[], bool],
+        definition: tuple[str, int, int],
     ) -> int | None:
         """In one write transaction: fold the events after ``after_seq`` (of ``sources``) into
         ``fold.name``'s rows, then make them the rows of view ``into`` (its old rows go).
-        Returns the last seq folded, or None (nothing changed) when ``still_current()``
-        says the view changed meanwhile."""
+        ``definition`` is the view's (kind, version, created_at_us) when the rebuild started;
+        if the stored one differs (changed, or deleted and made again), nothing is swapped, the
+        shadow rows go, and None is returned; else the last seq folded."""
         ...
 
     # workspaces --------------------------------------------------------------

@@ -278,10 +278,17 @@ class SqliteStore:
         sources: tuple[str, ...] | None,
         after_seq: int,
         now_us: int,
-        still_current: Callable[[], bool],
+        definition: tuple[str, int, int],
     ) -> int | None:
+        kind, version, created_at_us = definition
+
         def fn(conn: sqlite3.Connection) -> int | None:
-            if not still_current():
+            # read in this transaction: a change queued in the same group commit is seen too
+            row = conn.execute(
+                "SELECT version, created_at_us FROM definitions WHERE ws_id = ? AND kind = ? AND name = ?",
+                (workspace_id, kind, into),
+            ).fetchone()
+            if row is None or tuple(row) != (version, created_at_us):
                 view_rows.delete_rows(conn, workspace_id, fold.name)
                 return None
             last = after_seq

@@ -9,6 +9,7 @@ counts it and leaves the row as it was; the append itself always goes through.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable
 
@@ -21,6 +22,8 @@ __all__ = ["delete_rows", "fold_views", "read_row", "read_rows", "replace_rows"]
 # Both statements take and give the batch's rows as one JSON text, so the writer steps SQLite
 # once for all keys (each step hands the GIL over and must wait to get it back; see
 # event_appender). Values travel as JSON strings, so their text comes back unchanged.
+log = logging.getLogger("iotman.views")
+
 _CURRENT = (
     "SELECT json_group_object(key, value) FROM view_rows"
     " WHERE ws_id = ?1 AND view = ?2 AND key IN (SELECT value FROM json_each(?3))"
@@ -43,21 +46,33 @@ def fold_views(
     conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[StoredEvent], now_us: int
 ) -> None:
     for fold in folds:
-        by_key: dict[str, list[StoredEvent]] = {}
-        for event in events:
-            key = fold.key(event)
-            if key is not None:
-                by_key.setdefault(key, []).append(event)
-        if not by_key:
-            continue
-        current = _current(conn, ws, fold.name, list(by_key))
-        changed = []
-        for key, key_events in by_key.items():
-            outcome = fold.fold(current.get(key), key_events)
-            if outcome.value is not None:
-                changed.append((key, outcome.value, outcome.seq))
-        if changed:
-            conn.execute(_UPSERT, (ws, fold.name, now_us, orjson.dumps(changed).decode()))
+        try:
+            changed = _changes(conn, ws, fold, events)
+            if changed:
+                conn.execute(_UPSERT, (ws, fold.name, now_us, orjson.dumps(changed).decode()))
+        except (sqlite3.DatabaseError, MemoryError):
+            raise  # the store itself failed: the transaction cannot go on
+        except Exception:  # a view that breaks its contract must not take the append down with it
+            log.exception("view %r failed on a batch; its rows are unchanged", fold.name)
+
+
+def _changes(
+    conn: sqlite3.Connection, ws: int, fold: ViewFold, events: list[StoredEvent]
+) -> list[tuple[str, str, int]]:
+    by_key: dict[str, list[StoredEvent]] = {}
+    for event in events:
+        key = fold.key(event)
+        if key is not None:
+            by_key.setdefault(key, []).append(event)
+    if not by_key:
+        return []
+    current = _current(conn, ws, fold.name, list(by_key))
+    changed = []
+    for key, key_events in by_key.items():
+        outcome = fold.fold(current.get(key), key_events)
+        if outcome.value is not None:
+            changed.append((key, outcome.value, outcome.seq))
+    return changed
 
 
 def read_row(conn: sqlite3.Connection, ws: int, view: str, key: str) -> ViewRow | None:
