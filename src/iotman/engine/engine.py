@@ -51,11 +51,11 @@ class Engine:
         )
         self.ingest = IngestService(store, self.registry, self.clock, self.metrics, self.reads)
         self.read = ReadService(store, self.reads)
-        self.views = ViewService(store, self.registry, self.reads)
 
         # rebuilds run one at a time in their own thread, so reads keep all of theirs
         self._rebuild_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-rebuild")
         self.rebuilds = ViewRebuilds(store, self.registry, self.clock, self._rebuild_thread)
+        self.views = ViewService(store, self.registry, self.reads, self.rebuilds)
         self.admin = AdminService(store, self.registry, self.clock, self.rebuilds.progress)
         self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
         self.ready = False

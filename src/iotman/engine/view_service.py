@@ -11,13 +11,16 @@ import orjson
 from iotman.access.data_access import DATA_READ, authorise_data
 from iotman.access.principal import Principal
 from iotman.core.clock import format_us
+from iotman.core.workspace import Workspace
 from iotman.engine.registry import Registry
+from iotman.engine.view_rebuild import RebuildProgress, ViewRebuilds
 from iotman.errors import InvalidQuery
 from iotman.export.read_params import int_param, refuse_unknown
 from iotman.storage.ports import Store, ViewRow
 
 __all__ = ["ViewPage", "ViewService", "etag_of"]
 
+REBUILD_SCOPE = "iotman:views:update"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _KNOWN = frozenset({"key", "prefix", "limit", "cursor"})
@@ -57,31 +60,40 @@ def _row_json(row: ViewRow) -> bytes:
 
 
 class ViewService:
-    def __init__(self, store: Store, registry: Registry, reads: Executor) -> None:
+    def __init__(self, store: Store, registry: Registry, reads: Executor, rebuilds: ViewRebuilds) -> None:
         self._store = store
         self._registry = registry
         self._reads = reads
+        self._rebuilds = rebuilds
+
+    @staticmethod
+    def _allow(ws: Workspace, principal: Principal | None, token_given: bool, scope: str, what: str) -> None:
+        authorise_data(
+            principal,
+            token_given=token_given,
+            workspace_id=ws.id,
+            workspace_slug=ws.slug,
+            mode="oauth2",
+            required_scope=None,
+            default_scope=scope,
+            what=what,
+        )
 
     def _authorise(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> tuple[int, str]:
         ws = self._registry.workspace(slug)
-
-        def allow(required_scope: str | None) -> None:
-            authorise_data(
-                principal,
-                token_given=token_given,
-                workspace_id=ws.id,
-                workspace_slug=ws.slug,
-                mode="oauth2",
-                required_scope=required_scope,
-                default_scope=DATA_READ,
-                what=f"view {name!r}",
-            )
-
-        allow(None)  # who may read this workspace's views first: whether a view exists is not for strangers
+        what = f"view {name!r}"
+        # who may read this workspace's views first: whether a view exists is not for strangers
+        self._allow(ws, principal, token_given, DATA_READ, what)
         view = self._registry.view(ws, name)
         if view.definition.required_scope is not None:
-            allow(view.definition.required_scope)
+            self._allow(ws, principal, token_given, view.definition.required_scope, what)
         return ws.id, view.name
+
+    def start_rebuild(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> RebuildProgress:
+        """Start re-folding the log into view ``name`` (scope ``iotman:views:update``)."""
+        ws = self._registry.workspace(slug)
+        self._allow(ws, principal, token_given, REBUILD_SCOPE, f"rebuilding view {name!r}")
+        return self._rebuilds.start(ws, name)
 
     def _read(
         self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool

@@ -10,13 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from iotman.access.bearer_tokens import parse_bearer
-from iotman.access.data_access import authorise_data
 from iotman.engine.engine import Engine
-from iotman.engine.view_rebuild import RebuildProgress
 
 __all__ = ["view_rebuilder", "view_reader"]
-
-REBUILD_SCOPE = "iotman:views:update"
 
 
 def view_reader(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
@@ -47,21 +43,10 @@ def view_rebuilder(engine: Engine) -> Callable[[Request], Awaitable[Response]]:
         token = parse_bearer(request.headers.get("authorization"))
         principal = await engine.ingest.principal_for(token)
 
-        def start() -> RebuildProgress:
-            ws = engine.admin.workspace(params["ws"])
-            authorise_data(
-                principal,
-                token_given=token is not None,
-                workspace_id=ws.id,
-                workspace_slug=ws.slug,
-                mode="oauth2",
-                required_scope=None,
-                default_scope=REBUILD_SCOPE,
-                what=f"rebuilding view {params['name']!r}",
-            )
-            return engine.rebuilds.start(ws, params["name"])
-
-        progress = await asyncio.get_running_loop().run_in_executor(engine.reads, start)
+        loop = asyncio.get_running_loop()
+        progress = await loop.run_in_executor(
+            engine.reads, engine.views.start_rebuild, params["ws"], params["name"], principal, token is not None
+        )
         body = orjson.dumps({"rebuild": progress.to_json()})
         return Response(body, status_code=202, media_type="application/json")
 
