@@ -97,6 +97,14 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "get it back, so a short interval keeps point reads fast while ingest is busy.",
         int,
     ),
+    Setting(
+        "gc_gen0_threshold",
+        50000,
+        "Allocations between young-generation garbage collections (`gc.set_threshold`; CPython's default "
+        "is 700, 0 keeps it). Larger lets a batch's short-lived objects die before a collection moves "
+        "them on; `iotman serve` also freezes what it loaded at start out of collection.",
+        int,
+    ),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -133,6 +141,7 @@ class Settings:
     analytics_threads: int = 2
     analytics_memory_mb: int = 1024
     gil_switch_interval_us: int = 500
+    gc_gen0_threshold: int = 50000
     jsonata_engine: str = "jlens"
     jsonata_timeout_ms: int = 1000
     jsonata_max_steps: int = 1000000
