@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from iotman.compute.jlens_engine import JlensEngine
 from iotman.compute.jsonata_engine import EvalLimits
-from iotman.compute.view_fold import CompiledView, ViewStatus
+from iotman.compute.view_fold import CompiledView, ViewStatus, compile_batch_reducer
 from iotman.connect.json_codec import dump_json
 from iotman.core.view import ViewDefinition
 from iotman.storage.ports import AppendBatch, EventQuery
@@ -36,7 +36,8 @@ def compiled(name: str) -> CompiledView:
     )
     reducer = None if name in ("last", "count", "first") else ENGINE.compile(REDUCERS[name])
     init = ENGINE.compile(INITS[name]) if name in INITS else None
-    return CompiledView(definition, ENGINE.compile("payload.k"), reducer, init, LIMITS, ViewStatus())
+    batch = None if reducer is None else compile_batch_reducer(ENGINE, REDUCERS[name])
+    return CompiledView(definition, ENGINE.compile("payload.k"), reducer, init, LIMITS, ViewStatus(), batch)
 
 
 events = st.lists(

@@ -84,6 +84,11 @@ class _Compiled:
             raise JsonataEvaluationError("D3140", f"the value cannot be evaluated: {exc}") from None
         return result
 
+    def reads(self) -> Any:
+        """What the expression reads of its input: True (all of it) or ``{field: ...}`` (jlens's
+        ``reads()``; an input cut down to it gives the same result). ``{}``: none of it."""
+        return self._expression.reads().get("input", {})
+
     def evaluate_quick(self, value: Any, limits: EvalLimits = DEFAULT_LIMITS) -> Any:
         # evaluate() reads the Python value as it goes, holding the GIL: no hand-off per call
         try:

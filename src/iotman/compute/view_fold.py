@@ -14,21 +14,33 @@ import functools
 import math
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from iotman.compute import json_values
-from iotman.compute.jsonata_engine import CompiledJsonata, EvalLimits, JsonataFailure, JsonataLimitExceeded
+from iotman.compute.jsonata_engine import (
+    CompiledJsonata,
+    EvalLimits,
+    JsonataEngine,
+    JsonataFailure,
+    JsonataLimitExceeded,
+)
 from iotman.core.clock import format_us
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
-from iotman.storage.ports import FoldOutcome, StoredEvent
+from iotman.storage.ports import FoldBatch, FoldGroup, FoldOutcome, StoredEvent
 
-__all__ = ["CompiledView", "ViewStatus", "envelope_text"]
+__all__ = [
+    "CompiledView",
+    "ViewStatus",
+    "batch_reducer_text",
+    "compile_batch_reducer",
+    "envelope_texts",
+    "envelope_value",
+]
 
 _MAX_KEY_CHARS = 512
-_CACHE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -71,71 +83,116 @@ class ViewStatus:
         }
 
 
-class _EnvelopeCache:
-    """Envelopes of the events being folded, shared by the views of a batch.
-
-    Keyed by the event object itself (held, and checked with ``is``), so an entry can
-    only ever serve the very event it was built from: never another workspace's event
-    with the same id, nor a test tool's sample. Bounded by the bytes of the texts it
-    holds; when full it starts over (a batch's events are all that is needed).
-    """
-
-    __slots__ = ("_bytes", "_entries", "_limit", "_lock")
-
-    def __init__(self, limit_bytes: int) -> None:
-        self._entries: dict[int, tuple[StoredEvent, Any]] = {}
-        self._bytes = 0
-        self._limit = limit_bytes
-        self._lock = threading.Lock()
-
-    def get(self, event: StoredEvent) -> Any:
-        found = self._entries.get(id(event))
-        return found[1] if found is not None and found[0] is event else None
-
-    def put(self, event: StoredEvent, value: Any, size: int) -> None:
-        with self._lock:
-            if self._bytes + size > self._limit:
-                self._entries.clear()
-                self._bytes = 0
-            self._entries[id(event)] = (event, value)
-            self._bytes += size
-
-
-_TEXTS = _EnvelopeCache(_CACHE_BYTES)
-_VALUES = _EnvelopeCache(_CACHE_BYTES)
-
-
-def envelope_text(event: StoredEvent) -> str:
-    """``{payload, metadata, received_at, tags, source, id, seq}`` as JSON text (built once an event)."""
-    found: str | None = _TEXTS.get(event)
-    if found is not None:
-        return found
-    text = (
+def _envelope_text(event: StoredEvent) -> str:
+    return (
         f'{{"payload":{event.payload},"metadata":{event.metadata},'
         f'"received_at":"{format_us(event.received_at_us)}","tags":{event.tags or "{}"},'
         f'"source":{_json_string(event.source)},"id":"{event.id}","seq":{event.seq}}}'
     )
-    _TEXTS.put(event, text, len(text))
-    return text
 
 
-def envelope_value(event: StoredEvent) -> dict[str, Any]:
-    """The envelope as Python values (parsed once an event, like ``envelope_text``)."""
-    found: dict[str, Any] | None = _VALUES.get(event)
-    if found is not None:
-        return found
-    value = {
-        "payload": json_values.loads(event.payload),
-        "metadata": json_values.loads(event.metadata),
-        "received_at": format_us(event.received_at_us),
-        "tags": json_values.loads(event.tags) if event.tags else {},
-        "source": event.source,
-        "id": event.id,
-        "seq": event.seq,
-    }
-    # parsed values take several times their text: count them so
-    _VALUES.put(event, value, 4 * (len(event.payload) + len(event.metadata) + len(event.tags or "")))
+def envelope_texts(batch: FoldBatch) -> list[str]:
+    """``{payload, metadata, received_at, tags, source, id, seq}`` of each event as JSON text,
+    built around the stored texts once a batch (its views share them)."""
+    found: list[str] | None = batch.shared.get("envelope_texts")
+    if found is None:
+        found = batch.shared["envelope_texts"] = [_envelope_text(event) for event in batch.events]
+    return found
+
+
+def envelope_value(batch: FoldBatch, position: int) -> dict[str, Any]:
+    """The envelope of one event as Python values (parsed once a batch, when a view needs it)."""
+    values: dict[int, dict[str, Any]] = batch.shared.setdefault("envelope_values", {})
+    found = values.get(position)
+    if found is None:
+        event = batch.events[position]
+        found = values[position] = {
+            "payload": json_values.loads(event.payload),
+            "metadata": json_values.loads(event.metadata),
+            "received_at": format_us(event.received_at_us),
+            "tags": json_values.loads(event.tags) if event.tags else {},
+            "source": event.source,
+            "id": event.id,
+            "seq": event.seq,
+        }
+    return found
+
+
+def _root_values(batch: FoldBatch, root: str) -> list[Any]:
+    """One envelope field (``payload``, ``tags``…) of every event of the batch, parsed once a batch."""
+    name = "root:" + root
+    found: list[Any] | None = batch.shared.get(name)
+    if found is None:
+        events = batch.events
+        if root == "payload":
+            found = [json_values.loads(event.payload) for event in events]
+        elif root == "metadata":
+            found = [json_values.loads(event.metadata) for event in events]
+        elif root == "tags":
+            found = [json_values.loads(event.tags) if event.tags else {} for event in events]
+        elif root == "received_at":
+            found = [format_us(event.received_at_us) for event in events]
+        else:  # source, id, seq
+            found = [getattr(event, root) for event in events]
+        batch.shared[name] = found
+    return found
+
+
+# The reducer folded over every key of a batch in one evaluation: the engine runs the
+# loop (with the GIL released) instead of Python calling it once an event. The reducer
+# sees exactly the input it sees alone ({prev, event} as its context); an undefined
+# result leaves the running value as it was. Left out where the wrapping could change
+# what the reducer sees: the root ($$), parent steps (%), the wrapper's own names.
+_BATCH_REDUCER = (
+    "$map(g, function($__iotman_g) {{ $reduce($__iotman_g.e, function($__iotman_a, $__iotman_e) {{ ("
+    ' $__iotman_r := {{"prev": $__iotman_a.v, "event": $__iotman_e}}.(\n{reducer}\n);'
+    ' $exists($__iotman_r) ? {{"v": $__iotman_r, "c": $__iotman_e.seq}} : $__iotman_a'
+    ' ) }}, {{"v": $__iotman_g.p}}) }})'
+)
+_BATCH_DEPTH = 16  # the wrapper's own nesting, on top of the reducer's depth limit
+
+
+def compile_batch_reducer(engine: JsonataEngine, reducer: str) -> CompiledJsonata | None:
+    """The batch form of a reducer, for the engine that gains from it: jlens runs the whole
+    loop natively with the GIL released; a Python engine would only add the wrapping."""
+    text = batch_reducer_text(reducer)
+    if text is None or engine.name != "jlens":
+        return None
+    try:
+        return engine.compile(text)
+    except JsonataFailure:
+        return None
+
+
+Read = Any  # what an expression reads of a value: True (all of it) or {field: Read}
+
+
+def _event_read(reducer: CompiledJsonata | None) -> Read:
+    """What the reducer reads of ``event`` (True: all of it, or when the engine cannot tell)."""
+    reads = getattr(reducer, "reads", None)
+    found = reads() if callable(reads) else True
+    if not isinstance(found, dict):
+        return True
+    event = found.get("event", {})  # absent: the reducer reads no field of the event
+    return event if isinstance(event, dict) or event is True else True
+
+
+def _trim(value: Any, read: Read) -> Any:
+    """``value`` cut down to ``read``: the fields it lists (of a list, of each item), all of it for True."""
+    if read is True:
+        return value
+    if isinstance(value, dict):
+        return {name: _trim(value[name], inner) for name, inner in read.items() if name in value}
+    if isinstance(value, list):
+        return [_trim(item, read) for item in value]
     return value
+
+
+def batch_reducer_text(reducer: str) -> str | None:
+    """The reducer wrapped to fold a whole batch in one evaluation, or None where it must run alone."""
+    if "$$" in reducer or "%" in reducer or "__iotman" in reducer:
+        return None
+    return _BATCH_REDUCER.format(reducer=reducer)
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -213,6 +270,7 @@ class CompiledView:
         init: CompiledJsonata | None,
         limits: EvalLimits,
         status: ViewStatus,
+        batch_reducer: CompiledJsonata | None = None,
     ) -> None:
         self.definition = definition
         self._name = definition.name
@@ -220,10 +278,12 @@ class CompiledView:
         self._key = key
         self._reducer = reducer
         self._init = init
+        self._batch_reducer = batch_reducer
         self._builtin = definition.reducer if definition.reducer in BUILT_IN_REDUCERS else None
         self._limits = limits
         self.status = status
         self._key_steps = plain_path(definition.key)
+        self._event_read = _event_read(reducer)
         # set once a reducer hits a limit: from then on it runs with the GIL handed to other threads
         self._slow = False
 
@@ -233,67 +293,144 @@ class CompiledView:
 
     def renamed(self, name: str, status: ViewStatus) -> CompiledView:
         """The same view folding into the rows of ``name`` and counting into ``status`` (rebuilds)."""
-        copy = CompiledView(self.definition, self._key, self._reducer, self._init, self._limits, status)
+        copy = CompiledView(
+            self.definition, self._key, self._reducer, self._init, self._limits, status, self._batch_reducer
+        )
         copy._name = name
         return copy
 
     def applies_to(self, source: str) -> bool:
         return self.sources is None or source in self.sources
 
-    def key(self, event: StoredEvent) -> str | None:
-        try:
-            return self._key_of(event)
-        except Exception as exc:  # noqa: BLE001 - never into the append: counted on the view
-            self.status.fail(event, "key", exc)
-            return None
-
-    def _key_of(self, event: StoredEvent) -> str | None:
-        found: str | None = None
-        value = _FALLBACK if self._key_steps is None else walk_plain(envelope_value(event), self._key_steps)
-        if value is _FALLBACK:
+    # keys ------------------------------------------------------------------------------
+    def keys(self, batch: FoldBatch) -> list[str | None]:
+        if self._key_steps is None:
+            return [self._engine_key(batch, position) for position in range(len(batch.events))]
+        rest = self._key_steps[1:]
+        found: list[str | None] = []
+        for position, root in enumerate(_root_values(batch, self._key_steps[0])):
             try:
-                found = key_text(self._key.evaluate_json(envelope_text(event), None, self._limits))
-            except JsonataFailure as exc:
-                self.status.fail(event, "key", exc)
-                return None
-        else:
-            found = scalar_key(value)
-        if found is None:
-            self.status.skipped += 1
+                value = walk_plain(root, rest)
+                if value is _FALLBACK:
+                    found.append(self._engine_key(batch, position))
+                    continue
+                key = scalar_key(value)
+            except Exception as exc:  # noqa: BLE001 - never into the append: counted on the view
+                self.status.fail(batch.events[position], "key", exc)
+                key = None
+            else:
+                if key is None:
+                    self.status.skipped += 1
+            found.append(key)
         return found
 
-    def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
+    def _engine_key(self, batch: FoldBatch, position: int) -> str | None:
         try:
-            return self._fold(prev, events)
-        except Exception as exc:  # noqa: BLE001 - never into the append: the row stays, counted
-            self.status.fail(events[-1], "reducer", exc)
-            return FoldOutcome(None, events[-1].seq)
+            key = key_text(self._key.evaluate_json(envelope_texts(batch)[position], None, self._limits))
+        except Exception as exc:  # noqa: BLE001 - as above
+            self.status.fail(batch.events[position], "key", exc)
+            return None
+        if key is None:
+            self.status.skipped += 1
+        return key
 
-    def _fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
-        self.status.folded += len(events)
-        last = events[-1]
+    # folds -----------------------------------------------------------------------------
+    def fold(self, batch: FoldBatch, groups: list[FoldGroup]) -> list[FoldOutcome]:
+        self.status.folded += sum(len(group.events) for group in groups)
+        events = batch.events
         if self._builtin == "last":
-            return FoldOutcome(last.payload, last.seq)
+            return [FoldOutcome(events[g.events[-1]].payload, events[g.events[-1]].seq) for g in groups]
         if self._builtin == "first":
-            return FoldOutcome(None if prev is not None else events[0].payload, events[0].seq)
+            return [
+                FoldOutcome(None if g.prev is not None else events[g.events[0]].payload, events[g.events[0]].seq)
+                for g in groups
+            ]
         if self._builtin == "count":
-            count = int(prev) if prev is not None and prev.isdigit() else 0
-            return FoldOutcome(str(count + len(events)), last.seq)
-        return self._reduce(prev, events)
+            return [
+                FoldOutcome(
+                    str((int(g.prev) if g.prev is not None and g.prev.isdigit() else 0) + len(g.events)),
+                    events[g.events[-1]].seq,
+                )
+                for g in groups
+            ]
+        starts = [g.prev if g.prev is not None else self._initial(events[g.events[0]]) for g in groups]
+        if self._batch_reducer is not None and not self._slow:
+            try:
+                return self._reduce_batch(batch, groups, starts)
+            except Exception:  # noqa: BLE001, S110 - one event failed (or a limit): fold one by one to tell which
+                pass
+        return [self._reduce_group(batch, group, start) for group, start in zip(groups, starts, strict=True)]
 
-    def _reduce(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
-        """Each event over the running value; the row is written once, after the last."""
+    def _reduce_batch(self, batch: FoldBatch, groups: list[FoldGroup], starts: list[str | None]) -> list[FoldOutcome]:
+        """Every key of the batch in one evaluation; raises if any event fails (then one by one)."""
+        assert self._batch_reducer is not None
+        envelopes = self._batch_envelopes(batch)
+        document = {
+            "g": [
+                {"p": None if start is None else orjson.Fragment(start), "e": [envelopes[i] for i in group.events]}
+                for group, start in zip(groups, starts, strict=True)
+            ]
+        }
+        limits = self._limits
+        count = len(batch.events)
+        scaled = replace(
+            limits,
+            max_steps=None if limits.max_steps is None else limits.max_steps * count,
+            max_depth=None if limits.max_depth is None else limits.max_depth + _BATCH_DEPTH,
+            max_result_bytes=None if limits.max_result_bytes is None else limits.max_result_bytes * len(groups),
+        )
+        result = self._batch_reducer.evaluate_json(orjson.dumps(document).decode(), None, scaled)
+        found = json_values.loads(result) if result is not None else None
+        if isinstance(found, dict):
+            found = [found]  # one key: the engine gives the one item, not an array of it
+        if not isinstance(found, list) or len(found) != len(groups):
+            raise ValueError("the batch fold did not give one value a key")
+        outcomes = []
+        for group, item in zip(groups, found, strict=True):
+            changed_at = item.get("c")
+            if changed_at is None:
+                outcomes.append(FoldOutcome(None, batch.events[group.events[-1]].seq))
+            else:
+                outcomes.append(FoldOutcome(json_values.dumps(item.get("v")), changed_at))
+        return outcomes
+
+    def _batch_envelopes(self, batch: FoldBatch) -> list[Any]:
+        """Each event's envelope cut down to what the reducer reads (and ``seq``, which the
+        wrapper reads): the engine copies the envelope into the reducer's context on every
+        step, so a smaller one is a faster step. The whole text where it reads the event whole."""
+        read = self._event_read
+        if read is True:
+            return [orjson.Fragment(text) for text in envelope_texts(batch)]
+        events = batch.events
+        columns: list[tuple[str, list[Any], Read]] = []
+        for root, root_read in read.items():
+            if root in ("payload", "metadata", "tags", "received_at", "source", "id"):
+                columns.append((root, _root_values(batch, root), root_read))
+        return [
+            {"seq": event.seq, **{root: _trim(values[i], root_read) for root, values, root_read in columns}}
+            for i, event in enumerate(events)
+        ]
+
+    def _reduce_group(self, batch: FoldBatch, group: FoldGroup, start: str | None) -> FoldOutcome:
+        """Each event of one key over the running value, one evaluation an event."""
+        try:
+            return self._reduce_events(batch, group, start)
+        except Exception as exc:  # noqa: BLE001 - never into the append: the row stays, counted
+            self.status.fail(batch.events[group.events[-1]], "reducer", exc)
+            return FoldOutcome(None, batch.events[group.events[-1]].seq)
+
+    def _reduce_events(self, batch: FoldBatch, group: FoldGroup, start: str | None) -> FoldOutcome:
         assert self._reducer is not None
-        text = prev if prev is not None else self._initial(events[0])
-        value: Any = None if text is None else json_values.loads(text)
+        value: Any = None if start is None else json_values.loads(start)
         changed_at: int | None = None
-        for event in events:
+        for position in group.events:
+            event = batch.events[position]
             try:
                 if self._slow:
-                    step = self._reducer.evaluate_json(self._input_text(value, event), None, self._limits)
+                    step = self._reducer.evaluate_json(self._input_text(batch, value, position), None, self._limits)
                     found, result = step is not None, None if step is None else json_values.loads(step)
                 else:
-                    found, result = self._quick(value, event)
+                    found, result = self._quick(batch, value, position)
             except JsonataLimitExceeded as exc:
                 self._slow = True  # a long evaluation must not hold the GIL: hand it over from now on
                 self.status.fail(event, "reducer", exc)
@@ -304,21 +441,22 @@ class CompiledView:
             if found:
                 value, changed_at = result, event.seq
         if changed_at is None:
-            return FoldOutcome(None, last_seq(events))
+            return FoldOutcome(None, batch.events[group.events[-1]].seq)
         return FoldOutcome(json_values.dumps(value), changed_at)
 
-    def _quick(self, value: Any, event: StoredEvent) -> tuple[bool, Any]:
+    def _quick(self, batch: FoldBatch, value: Any, position: int) -> tuple[bool, Any]:
         """(has a value, the value): the GIL-holding path, with null told from undefined when needed."""
         assert self._reducer is not None
-        result = self._reducer.evaluate_quick({"prev": value, "event": envelope_value(event)}, self._limits)
+        result = self._reducer.evaluate_quick({"prev": value, "event": envelope_value(batch, position)}, self._limits)
         if result is not None:
             return True, result
         # null or undefined: the JSON path tells them apart (rare: reducers return state)
-        return self._reducer.evaluate_json(self._input_text(value, event), None, self._limits) is not None, None
+        text = self._input_text(batch, value, position)
+        return self._reducer.evaluate_json(text, None, self._limits) is not None, None
 
     @staticmethod
-    def _input_text(value: Any, event: StoredEvent) -> str:
-        return f'{{"prev":{json_values.dumps(value)},"event":{envelope_text(event)}}}'
+    def _input_text(batch: FoldBatch, value: Any, position: int) -> str:
+        return f'{{"prev":{json_values.dumps(value)},"event":{envelope_texts(batch)[position]}}}'
 
     def _initial(self, event: StoredEvent) -> str | None:
         if self._init is None:
@@ -328,7 +466,3 @@ class CompiledView:
         except JsonataFailure as exc:
             self.status.fail(event, "init", exc)
             return None
-
-
-def last_seq(events: list[StoredEvent]) -> int:
-    return events[-1].seq

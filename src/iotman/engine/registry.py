@@ -17,7 +17,7 @@ from iotman.access.bearer_tokens import hash_token
 from iotman.access.principal import Principal
 from iotman.compute.jsonata_engine import CompiledJsonata, EvalLimits, JsonataEngine
 from iotman.compute.jsonata_fields import compile_jsonata_field
-from iotman.compute.view_fold import CompiledView, ViewStatus
+from iotman.compute.view_fold import CompiledView, ViewStatus, compile_batch_reducer
 from iotman.connect.schema_check import SchemaCheck, compile_schema
 from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import ReadAuth, SourceDefinition
@@ -214,6 +214,7 @@ class Registry:
             compiled("init", definition.init),
             self.jsonata_limits,
             self.view_status(ws, definition.name),
+            None if reducer is None else compile_batch_reducer(self.jsonata, definition.reducer),
         )
 
     def cached_views(self, ws: Workspace) -> list[CompiledView] | None:

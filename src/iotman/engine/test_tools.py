@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from iotman.compute.jsonata_engine import UNDEFINED, EvalLimits, JsonataEngine, JsonataFailure, JsonataLimitExceeded
 from iotman.compute.jsonata_fields import compile_jsonata_field
-from iotman.compute.view_fold import CompiledView, ViewStatus
+from iotman.compute.view_fold import CompiledView, ViewStatus, compile_batch_reducer
 from iotman.connect.json_codec import dump_json
 from iotman.core.clock import Clock, format_us
 from iotman.core.tag_rule import TagRuleDefinition
@@ -23,7 +23,7 @@ from iotman.errors import DefinitionInvalid
 from iotman.process.constructor import EventView, StrictMissing, compile_constructor
 from iotman.process.jsonpath_query import compile_query
 from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
-from iotman.storage.ports import StoredEvent
+from iotman.storage.ports import FoldBatch, FoldGroup, StoredEvent
 
 __all__ = ["TestTools"]
 
@@ -125,10 +125,13 @@ class TestTools:
             None if definition.init is None else compile_jsonata_field(self._jsonata, definition.init, "view.init"),
             self._limits,
             ViewStatus(),
+            None
+            if definition.reducer in BUILT_IN_REDUCERS
+            else compile_batch_reducer(self._jsonata, definition.reducer),
         )
         events, _ = _samples(body)
         now_us = self._clock.now_us()
-        by_key: dict[str, list[StoredEvent]] = {}
+        stored: list[StoredEvent] = []
         for index, sample in enumerate(events):
             view = self._view(sample, index)  # checks the sample's fields
             tags = view.tags()
@@ -142,14 +145,18 @@ class TestTools:
                 dump_json(tags) if tags else None,
             )
             if compiled.applies_to(event.source):
-                key = compiled.key(event)
-                if key is not None:
-                    by_key.setdefault(key, []).append(event)
-        rows = []
-        for key in sorted(by_key):
-            outcome = compiled.fold(None, by_key[key])
-            if outcome.value is not None:
-                rows.append({"key": key, "value": orjson.loads(outcome.value), "seq": outcome.seq})
+                stored.append(event)
+        batch = FoldBatch(stored)
+        by_key: dict[str, list[int]] = {}
+        for position, key in enumerate(compiled.keys(batch)):
+            if key is not None:
+                by_key.setdefault(key, []).append(position)
+        groups = [FoldGroup(key, None, by_key[key]) for key in sorted(by_key)]
+        rows = [
+            {"key": group.key, "value": orjson.loads(outcome.value), "seq": outcome.seq}
+            for group, outcome in zip(groups, compiled.fold(batch, groups) if groups else [], strict=True)
+            if outcome.value is not None
+        ]
         return {"rows": rows, "status": compiled.status.to_json(), "engine": self._jsonata.name}
 
     def constructor(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,9 @@ CHUNK = 2000
 
 
 def shadow_name(view: str) -> str:
-    return view + "\x00rebuild"
+    """Where a rebuild folds: a name no view can have (names hold no spaces), and one that
+    travels through SQLite's JSON functions unchanged (a NUL would cut it short)."""
+    return view + " rebuild"
 
 
 @dataclass

@@ -23,6 +23,8 @@ __all__ = [
     "AppendResult",
     "DefinitionRecord",
     "EventQuery",
+    "FoldBatch",
+    "FoldGroup",
     "FoldOutcome",
     "QuarantineEntry",
     "RenderSpec",
@@ -46,23 +48,45 @@ class FoldOutcome:
     seq: int
 
 
+class FoldBatch:
+    """The events being folded together (log order), and what the views of the batch share:
+    each view may keep a value computed from the events (parsed payloads, envelopes) in
+    ``shared`` for the next view. It lives as long as the batch, so nothing outlives it."""
+
+    __slots__ = ("events", "shared")
+
+    def __init__(self, events: list[StoredEvent]) -> None:
+        self.events = events
+        self.shared: dict[str, Any] = {}
+
+
+@dataclass(slots=True)
+class FoldGroup:
+    """One key of a batch: its current value (None: no row yet) and its events (positions in the batch)."""
+
+    key: str
+    prev: str | None
+    events: list[int]
+
+
 class ViewFold(Protocol):
     """A view, compiled, as the store folds it inside the append transaction.
 
-    The store finds each event's key, reads the current rows of the batch's keys once,
-    and asks ``fold`` for each key with the events of that key in log order. Neither
-    method may raise: failures are the view's to count (they never block an append).
+    The store asks for the keys of a batch's events, reads the current rows of those
+    keys once, and asks ``fold`` for the outcome of each key, its events in log order.
+    Neither method may raise: failures are the view's to count (they never block an
+    append).
     """
 
     @property
     def name(self) -> str: ...
 
-    def key(self, event: StoredEvent) -> str | None:
-        """The row key of ``event`` as text, or None to skip it."""
+    def keys(self, batch: FoldBatch) -> list[str | None]:
+        """The row key of each event of the batch, in order (None: the event is skipped)."""
         ...
 
-    def fold(self, prev: str | None, events: list[StoredEvent]) -> FoldOutcome:
-        """The key's new value from its current one (None: no row yet) and its new events."""
+    def fold(self, batch: FoldBatch, groups: list[FoldGroup]) -> list[FoldOutcome]:
+        """Each group's outcome, in the order of ``groups``."""
         ...
 
 

@@ -1,9 +1,10 @@
 """View rows: folding appended events into them (writer thread), reading them.
 
 The fold runs inside the append transaction, after the events are inserted: each
-view gives every event's key; the batch's keys are read once, each key is folded
-with all its events of the batch in one call (a ``count`` adds n, a ``last`` takes
-the last one), and the changed rows are written back. A view that fails on an event
+view gives every event's key; the current rows of all views' keys are read with one
+statement, each view folds all its keys of the batch in one call (a ``count`` adds n,
+a ``last`` takes the last one, a JSONata reducer runs the batch in one evaluation),
+and the changed rows of all views are written back with one statement. A view that fails on an event
 counts it and leaves the row as it was; the append itself always goes through.
 """
 
@@ -15,64 +16,79 @@ from collections.abc import Iterable
 
 import orjson
 
-from iotman.storage.ports import StoredEvent, ViewFold, ViewRow
+from iotman.storage.ports import FoldBatch, FoldGroup, StoredEvent, ViewFold, ViewRow
 
 __all__ = ["delete_rows", "fold_views", "read_row", "read_rows", "replace_rows"]
 
-# Both statements take and give the batch's rows as one JSON text, so the writer steps SQLite
-# once for all keys (each step hands the GIL over and must wait to get it back; see
-# event_appender). Values travel as JSON strings, so their text comes back unchanged.
+# Both statements take and give the rows of every view of the batch as one JSON text, so
+# the writer steps SQLite twice for a batch, whatever its views and keys (each step hands
+# the GIL over and must wait to get it back; see event_appender). Values travel as JSON
+# strings, so their text comes back unchanged.
 log = logging.getLogger("iotman.views")
 
+# CROSS JOIN keeps the batch's keys the outer loop: each is one primary-key lookup (a plain
+# JOIN lets the planner walk the workspace's rows and rescan the keys for every one).
 _CURRENT = (
-    "SELECT json_group_object(key, value) FROM view_rows"
-    " WHERE ws_id = ?1 AND view = ?2 AND key IN (SELECT value FROM json_each(?3))"
+    "SELECT json_group_array(json_array(r.view, r.key, r.value))"
+    " FROM json_each(?2) AS wanted CROSS JOIN view_rows AS r"
+    " ON r.ws_id = ?1 AND r.view = wanted.value ->> 0 AND r.key = wanted.value ->> 1"
 )
 _UPSERT = (
     "INSERT INTO view_rows (ws_id, view, key, value, updated_at_us, seq)"
-    " SELECT ?1, ?2, value ->> 0, value ->> 1, ?3, value ->> 2 FROM json_each(?4) WHERE true"
+    " SELECT ?1, value ->> 0, value ->> 1, value ->> 2, ?2, value ->> 3 FROM json_each(?3) WHERE true"
     " ON CONFLICT (ws_id, view, key) DO UPDATE SET value = excluded.value,"
     " updated_at_us = excluded.updated_at_us, seq = excluded.seq"
 )
 
 
-def _current(conn: sqlite3.Connection, ws: int, view: str, keys: list[str]) -> dict[str, str]:
-    found = conn.execute(_CURRENT, (ws, view, orjson.dumps(keys).decode())).fetchone()[0]
-    rows: dict[str, str] = orjson.loads(found) if found else {}
-    return rows
+def _current(conn: sqlite3.Connection, ws: int, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    found = conn.execute(_CURRENT, (ws, orjson.dumps(wanted).decode())).fetchone()[0]
+    return {(view, key): value for view, key, value in orjson.loads(found)} if found else {}
 
 
 def fold_views(
     conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[StoredEvent], now_us: int
 ) -> None:
+    batch = FoldBatch(events)
+    keyed: list[tuple[ViewFold, dict[str, list[int]]]] = []
     for fold in folds:
+        if "\x00" in fold.name:  # names travel through SQLite's JSON functions, which stop at a NUL
+            log.error("view %r has a NUL in its name; it is not folded", fold.name)
+            continue
         try:
-            changed = _changes(conn, ws, fold, events)
-            if changed:
-                conn.execute(_UPSERT, (ws, fold.name, now_us, orjson.dumps(changed).decode()))
-        except (sqlite3.DatabaseError, MemoryError):
-            raise  # the store itself failed: the transaction cannot go on
+            by_key: dict[str, list[int]] = {}
+            for position, key in enumerate(fold.keys(batch)):
+                if key is not None:
+                    by_key.setdefault(key, []).append(position)
+        except MemoryError:
+            raise
         except Exception:  # a view that breaks its contract must not take the append down with it
             log.exception("view %r failed on a batch; its rows are unchanged", fold.name)
-
-
-def _changes(
-    conn: sqlite3.Connection, ws: int, fold: ViewFold, events: list[StoredEvent]
-) -> list[tuple[str, str, int]]:
-    by_key: dict[str, list[StoredEvent]] = {}
-    for event in events:
-        key = fold.key(event)
-        if key is not None:
-            by_key.setdefault(key, []).append(event)
-    if not by_key:
-        return []
-    current = _current(conn, ws, fold.name, list(by_key))
-    changed = []
-    for key, key_events in by_key.items():
-        outcome = fold.fold(current.get(key), key_events)
-        if outcome.value is not None:
-            changed.append((key, outcome.value, outcome.seq))
-    return changed
+            continue
+        if by_key:
+            keyed.append((fold, by_key))
+    if not keyed:
+        return
+    current = _current(conn, ws, [(fold.name, key) for fold, by_key in keyed for key in by_key])
+    changed: list[tuple[str, str, str, int]] = []
+    for fold, by_key in keyed:
+        try:
+            groups = [FoldGroup(key, current.get((fold.name, key)), positions) for key, positions in by_key.items()]
+            outcomes = fold.fold(batch, groups)
+            if len(outcomes) != len(groups):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(groups)} keys")
+        except MemoryError:
+            raise
+        except Exception:  # as above: this view's rows stay as they were
+            log.exception("view %r failed on a batch; its rows are unchanged", fold.name)
+            continue
+        changed.extend(
+            (fold.name, group.key, outcome.value, outcome.seq)
+            for group, outcome in zip(groups, outcomes, strict=True)
+            if outcome.value is not None
+        )
+    if changed:
+        conn.execute(_UPSERT, (ws, now_us, orjson.dumps(changed).decode()))
 
 
 def read_row(conn: sqlite3.Connection, ws: int, view: str, key: str) -> ViewRow | None:
