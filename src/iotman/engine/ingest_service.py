@@ -34,7 +34,7 @@ __all__ = ["IngestAnswer", "IngestService", "QuarantineLimiter"]
 
 T = TypeVar("T")
 BODY_HEAD_BYTES = 1024
-INLINE_BODY_BYTES = 64 * 1024
+INLINE_BODY_BYTES = 8 * 1024
 """Bodies up to this size are prepared on the event loop; larger ones in a worker thread."""
 
 
