@@ -145,3 +145,19 @@ def test_a_batch_that_does_not_fail_is_folded_in_one_evaluation(
 
     batched._reduce_group = one_by_one  # type: ignore[method-assign]
     assert batched.fold(stored(items, odd_prevs=False)[0], groups) == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(items=event_lists)
+def test_keys_from_the_ingested_values_equal_keys_from_the_stored_texts(
+    items: list[tuple[dict[str, Any], str | None, int]],
+) -> None:
+    keyed = [({**payload, "k": f"k{key}"}, tags, key) for payload, tags, key in items]
+    from_texts, _ = stored(keyed)
+    values = [orjson.loads(event.payload) for event in from_texts.events]
+    from_values = FoldBatch(from_texts.events, values)
+    plain = view("prev + 1", "0", batched=True)
+    assert plain.keys(from_values) == plain.keys(from_texts) == [f"k{key}" for _, _, key in items]
+    # the values are used, not parsed again (a list of another length is ignored)
+    assert plain.keys(FoldBatch(from_texts.events, [{"k": "other"}] * len(values))) == ["other"] * len(values)
+    assert plain.keys(FoldBatch(from_texts.events, values[1:])) == [f"k{key}" for _, _, key in items]

@@ -125,7 +125,11 @@ def _root_values(batch: FoldBatch, root: str) -> list[Any]:
     if found is None:
         events = batch.events
         if root == "payload":
-            found = [json_values.loads(event.payload) for event in events]
+            given = batch.payload_values
+            if given is not None and len(given) == len(events):
+                found = given  # the values the texts were serialised from: nothing to parse
+            else:
+                found = [json_values.loads(event.payload) for event in events]
         elif root == "metadata":
             found = [json_values.loads(event.metadata) for event in events]
         elif root == "tags":

@@ -259,6 +259,7 @@ class IngestService:
             tags=tags,
             batch=decoded.batch,
             folds=folds or None,
+            payload_values=values if folds else None,
         )
 
     def _tags(

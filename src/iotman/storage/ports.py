@@ -53,10 +53,12 @@ class FoldBatch:
     each view may keep a value computed from the events (parsed payloads, envelopes) in
     ``shared`` for the next view. It lives as long as the batch, so nothing outlives it."""
 
-    __slots__ = ("events", "shared")
+    __slots__ = ("events", "payload_values", "shared")
 
-    def __init__(self, events: list[StoredEvent]) -> None:
+    def __init__(self, events: list[StoredEvent], payload_values: list[Any] | None = None) -> None:
         self.events = events
+        self.payload_values = payload_values
+        """Each event's payload as a value (parsed from its text), when the appender has them."""
         self.shared: dict[str, Any] = {}
 
 
@@ -117,6 +119,9 @@ class AppendBatch:
     batch: bool = False
     folds: list[ViewFold] | None = None
     """Views to fold these events into, in the same transaction (SPEC §4.1)."""
+    payload_values: list[Any] | None = None
+    """The payloads as the values ``payloads`` were serialised from, when the caller has them:
+    views read keys from them instead of parsing the texts again."""
 
 
 @dataclass(slots=True)

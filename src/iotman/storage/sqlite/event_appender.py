@@ -209,7 +209,7 @@ class AppendJob:
                 StoredEvent(first + i, ids[i], source, received, p, m, t)
                 for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
             ]
-            fold_views(conn, ws, batch.folds, events, received)
+            fold_views(conn, ws, batch.folds, events, received, batch.payload_values)
         if batch.idempotency_key is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO idempotency (ws_id, scope, key, fingerprint, ids, first_seq, last_seq,"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -47,9 +48,14 @@ def _current(conn: sqlite3.Connection, ws: int, wanted: list[tuple[str, str]]) -
 
 
 def fold_views(
-    conn: sqlite3.Connection, ws: int, folds: Iterable[ViewFold], events: list[StoredEvent], now_us: int
+    conn: sqlite3.Connection,
+    ws: int,
+    folds: Iterable[ViewFold],
+    events: list[StoredEvent],
+    now_us: int,
+    payload_values: list[Any] | None = None,
 ) -> None:
-    batch = FoldBatch(events)
+    batch = FoldBatch(events, payload_values)
     keyed: list[tuple[ViewFold, dict[str, list[int]]]] = []
     for fold in folds:
         if "\x00" in fold.name:  # names travel through SQLite's JSON functions, which stop at a NUL
