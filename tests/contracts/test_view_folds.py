@@ -16,6 +16,7 @@ from iotman.connect.json_codec import dump_json
 from iotman.core.view import ViewDefinition
 from iotman.storage.ports import AppendBatch, EventQuery
 from iotman.storage.sqlite import SqliteStore
+from iotman.storage.sqlite.view_rows import OVERLAP_MIN_EVENTS
 
 T0 = 1_795_428_000_000_000
 ENGINE = JlensEngine()
@@ -81,4 +82,27 @@ def test_incremental_folds_equal_a_fresh_refold(
             incremental = {(r.key, r.value, r.seq) for r in store.view_rows(ws, view.name, "", None, 1000)}
             refolded = {(r.key, r.value, r.seq) for r in store.view_rows(ws, fresh.name, "", None, 1000)}
             assert incremental == refolded, view.name
+        store.close()
+
+
+def test_a_batch_large_enough_to_fold_beside_its_insert_equals_a_fresh_refold() -> None:
+    """Batches of OVERLAP_MIN_EVENTS and more fold on the fold thread while the writer inserts them."""
+    views = [compiled(name) for name in REDUCERS]
+    count = OVERLAP_MIN_EVENTS * 2 + 7
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(str(Path(tmp) / "store.db"))
+        store.open()
+        ws = store.create_workspace("w", "uuid-w", T0).id
+        for round_ in range(2):
+            payloads = [dump_json({"k": "abc"[i % 3], "v": (i + round_) % 11}) for i in range(count)]
+            store.append(AppendBatch(ws, "s", payloads, "{}", T0 + round_, folds=list(views)))
+        everything = store.read_events(EventQuery(ws, limit=10_000, descending=False))
+        assert len(everything) == 2 * count
+        for view in views:
+            fresh = view.renamed("fresh-" + view.name, ViewStatus())
+            store.fold_events(ws, fresh, everything, T0)
+            incremental = {(r.key, r.value, r.seq) for r in store.view_rows(ws, view.name, "", None, 1000)}
+            refolded = {(r.key, r.value, r.seq) for r in store.view_rows(ws, fresh.name, "", None, 1000)}
+            assert incremental == refolded, view.name
+            assert len(incremental) == 3, view.name
         store.close()

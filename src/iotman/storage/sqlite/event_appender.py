@@ -22,7 +22,7 @@ import orjson
 from iotman.core.ids import UlidFactory
 from iotman.errors import Conflict, NotFound
 from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult, StoredEvent
-from iotman.storage.sqlite.view_rows import fold_views
+from iotman.storage.sqlite.view_rows import plan_folds, start_folds, write_folds
 
 __all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions", "insert_batch"]
 
@@ -180,6 +180,48 @@ class AppendJob:
         base = (ws << SEQ_BITS) + first
         source = batch.source
         metadata = batch.metadata
+        folding = None
+        if batch.folds:
+            # keys and current rows first; a large batch's reducers then run on the fold thread
+            # while this one inserts it (both without the GIL)
+            metas = batch.event_metadata or [metadata] * count
+            tags = batch.tags or [None] * count
+            events = [
+                StoredEvent(first + i, ids[i], source, received, p, m, t)
+                for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
+            ]
+            folding = start_folds(plan_folds(conn, ws, batch.folds, events, batch.payload_values))
+        try:
+            self._insert(conn, base, ids, received)
+        finally:
+            # even when the insert failed: the views are not folded twice at once
+            changed = None if folding is None else folding.result()
+        last = first + count - 1
+        if changed:
+            write_folds(conn, ws, changed, received)
+        if batch.idempotency_key is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency (ws_id, scope, key, fingerprint, ids, first_seq, last_seq,"
+                " received_at_us, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ws,
+                    batch.idempotency_scope,
+                    batch.idempotency_key,
+                    batch.fingerprint,
+                    orjson.dumps(ids).decode(),
+                    first,
+                    last,
+                    received,
+                    self.now_us,
+                ),
+            )
+        return AppendResult(ids, first, last, received)
+
+    def _insert(self, conn: sqlite3.Connection, base: int, ids: list[str], received: int) -> None:
+        batch = self.batch
+        count = len(batch.payloads)
+        source = batch.source
+        metadata = batch.metadata
         if count > SINGLE_ROW_MAX:
             insert_batch(
                 conn, base, ids, source, received, batch.payloads, batch.event_metadata or metadata, batch.tags
@@ -201,32 +243,6 @@ class AppendJob:
                 INSERT_EVENT,
                 [(base + i, ids[i], source, received, p, metadata) for i, p in enumerate(batch.payloads)],
             )
-        last = first + count - 1
-        if batch.folds:
-            metas = batch.event_metadata or [metadata] * count
-            tags = batch.tags or [None] * count
-            events = [
-                StoredEvent(first + i, ids[i], source, received, p, m, t)
-                for i, (p, m, t) in enumerate(zip(batch.payloads, metas, tags, strict=True))
-            ]
-            fold_views(conn, ws, batch.folds, events, received, batch.payload_values)
-        if batch.idempotency_key is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency (ws_id, scope, key, fingerprint, ids, first_seq, last_seq,"
-                " received_at_us, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ws,
-                    batch.idempotency_scope,
-                    batch.idempotency_key,
-                    batch.fingerprint,
-                    orjson.dumps(ids).decode(),
-                    first,
-                    last,
-                    received,
-                    self.now_us,
-                ),
-            )
-        return AppendResult(ids, first, last, received)
 
     def _replay(self, conn: sqlite3.Connection) -> AppendOutcome | None:
         batch = self.batch

@@ -12,14 +12,26 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import orjson
 
 from iotman.storage.ports import FoldBatch, FoldGroup, StoredEvent, ViewFold, ViewRow
 
-__all__ = ["delete_rows", "fold_views", "read_row", "read_rows", "replace_rows"]
+__all__ = [
+    "compute_folds",
+    "delete_rows",
+    "fold_views",
+    "plan_folds",
+    "read_row",
+    "read_rows",
+    "replace_rows",
+    "start_folds",
+    "write_folds",
+]
 
 # Both statements take and give the rows of every view of the batch as one JSON text, so
 # the writer steps SQLite twice for a batch, whatever its views and keys (each step hands
@@ -47,6 +59,17 @@ def _current(conn: sqlite3.Connection, ws: int, wanted: list[tuple[str, str]]) -
     return {(view, key): value for view, key, value in orjson.loads(found)} if found else {}
 
 
+Planned = tuple[FoldBatch, list[tuple[ViewFold, list[FoldGroup]]]]
+"""A batch with, for each view that has keys in it, its groups (current values read)."""
+
+# Batches at least this large fold on the fold thread while the writer inserts them: the
+# insert (SQLite) and the reducers (jlens) both run without the GIL, so they overlap.
+# Smaller ones fold inline: the hand-over would cost more than it saves.
+OVERLAP_MIN_EVENTS = 256
+_fold_thread: ThreadPoolExecutor | None = None
+_fold_thread_lock = threading.Lock()
+
+
 def fold_views(
     conn: sqlite3.Connection,
     ws: int,
@@ -55,6 +78,21 @@ def fold_views(
     now_us: int,
     payload_values: list[Any] | None = None,
 ) -> None:
+    """Fold ``events`` into ``folds``, all on the caller's connection and thread."""
+    planned = plan_folds(conn, ws, folds, events, payload_values)
+    write_folds(conn, ws, compute_folds(planned), now_us)
+
+
+def plan_folds(
+    conn: sqlite3.Connection,
+    ws: int,
+    folds: Iterable[ViewFold],
+    events: list[StoredEvent],
+    payload_values: list[Any] | None = None,
+) -> Planned:
+    """Each view's keys of the batch, and the current rows of all of them (one statement).
+
+    Needs no row of the batch's events: it can run before they are inserted."""
     batch = FoldBatch(events, payload_values)
     keyed: list[tuple[ViewFold, dict[str, list[int]]]] = []
     for fold in folds:
@@ -74,12 +112,20 @@ def fold_views(
         if by_key:
             keyed.append((fold, by_key))
     if not keyed:
-        return
+        return batch, []
     current = _current(conn, ws, [(fold.name, key) for fold, by_key in keyed for key in by_key])
+    return batch, [
+        (fold, [FoldGroup(key, current.get((fold.name, key)), positions) for key, positions in by_key.items()])
+        for fold, by_key in keyed
+    ]
+
+
+def compute_folds(planned: Planned) -> list[tuple[str, str, str, int]]:
+    """The changed rows (view, key, value, seq): the views' own work, no database."""
+    batch, views = planned
     changed: list[tuple[str, str, str, int]] = []
-    for fold, by_key in keyed:
+    for fold, groups in views:
         try:
-            groups = [FoldGroup(key, current.get((fold.name, key)), positions) for key, positions in by_key.items()]
             outcomes = fold.fold(batch, groups)
             if len(outcomes) != len(groups):
                 raise ValueError(f"{len(outcomes)} outcomes for {len(groups)} keys")
@@ -93,6 +139,29 @@ def fold_views(
             for group, outcome in zip(groups, outcomes, strict=True)
             if outcome.value is not None
         )
+    return changed
+
+
+def start_folds(planned: Planned) -> Future[list[tuple[str, str, str, int]]]:
+    """``compute_folds`` on the fold thread for a large batch (the caller goes on with its
+    insert meanwhile), inline for a small one. One fold thread: batches fold in order."""
+    global _fold_thread
+    batch, views = planned
+    if views and len(batch.events) >= OVERLAP_MIN_EVENTS:
+        with _fold_thread_lock:
+            if _fold_thread is None:
+                _fold_thread = ThreadPoolExecutor(1, thread_name_prefix="iotman-view-fold")
+        return _fold_thread.submit(compute_folds, planned)
+    done: Future[list[tuple[str, str, str, int]]] = Future()
+    try:
+        done.set_result(compute_folds(planned) if views else [])
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+        done.set_exception(exc)
+    return done
+
+
+def write_folds(conn: sqlite3.Connection, ws: int, changed: list[tuple[str, str, str, int]], now_us: int) -> None:
+    """Upsert the changed rows of all views with one statement."""
     if changed:
         conn.execute(_UPSERT, (ws, now_us, orjson.dumps(changed).decode()))
 
