@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iotman.compute import json_values
 from iotman.compute.jlens_engine import JlensEngine
 from iotman.compute.jsonata_engine import EvalLimits
 from iotman.compute.view_fold import CompiledView, ViewStatus, batch_reducer_text, compile_batch_reducer
@@ -161,3 +162,31 @@ def test_keys_from_the_ingested_values_equal_keys_from_the_stored_texts(
     # the values are used, not parsed again (a list of another length is ignored)
     assert plain.keys(FoldBatch(from_texts.events, [{"k": "other"}] * len(values))) == ["other"] * len(values)
     assert plain.keys(FoldBatch(from_texts.events, values[1:])) == [f"k{key}" for _, _, key in items]
+
+
+key_values = st.one_of(
+    st.text(max_size=8),
+    st.text(min_size=510, max_size=514),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(key_values, st.just("__missing__")), min_size=1, max_size=8))
+def test_the_quick_key_path_gives_what_the_general_one_gives(values: list[Any]) -> None:
+    payloads = [{} if v == "__missing__" else {"k": v} for v in values]
+    events = [
+        StoredEvent(n + 1, f"01EVENT{n:019d}", "s", T0, json_values.dumps(p), "{}", None)
+        for n, p in enumerate(payloads)
+    ]
+    quick = view("prev", None, batched=True)
+    general = view("prev", None, batched=True)
+    keys = quick.keys(FoldBatch(events, payloads))
+    batch = FoldBatch(events, payloads)
+    assert keys == [general._plain_key(batch, n, p, ("k",)) for n, p in enumerate(payloads)]
+    assert quick.status.skipped == general.status.skipped

@@ -311,22 +311,30 @@ class CompiledView:
         if self._key_steps is None:
             return [self._engine_key(batch, position) for position in range(len(batch.events))]
         rest = self._key_steps[1:]
+        step = rest[0] if len(rest) == 1 else None
         found: list[str | None] = []
         for position, root in enumerate(_root_values(batch, self._key_steps[0])):
-            try:
-                value = walk_plain(root, rest)
-                if value is _FALLBACK:
-                    found.append(self._engine_key(batch, position))
+            # the common key, one field holding a short string (payload.device_id), without calls
+            if step is not None and type(root) is dict:
+                value = root.get(step)
+                if type(value) is str and 0 < len(value) <= _MAX_KEY_CHARS and "\x00" not in value:
+                    found.append(value)
                     continue
-                key = scalar_key(value)
-            except Exception as exc:  # noqa: BLE001 - never into the append: counted on the view
-                self.status.fail(batch.events[position], "key", exc)
-                key = None
-            else:
-                if key is None:
-                    self.status.skipped += 1
-            found.append(key)
+            found.append(self._plain_key(batch, position, root, rest))
         return found
+
+    def _plain_key(self, batch: FoldBatch, position: int, root: Any, rest: tuple[str, ...]) -> str | None:
+        try:
+            value = walk_plain(root, rest)
+            if value is _FALLBACK:
+                return self._engine_key(batch, position)
+            key = scalar_key(value)
+        except Exception as exc:  # noqa: BLE001 - never into the append: counted on the view
+            self.status.fail(batch.events[position], "key", exc)
+            return None
+        if key is None:
+            self.status.skipped += 1
+        return key
 
     def _engine_key(self, batch: FoldBatch, position: int) -> str | None:
         try:
