@@ -20,6 +20,8 @@ delivery layers (web, cli) map these classes to HTTP statuses or exit codes.
     ├── Unauthenticated          missing or invalid credentials (HTTP 401)
     ├── Forbidden                valid credentials without the right (HTTP 403)
     ├── Unavailable              shutting down or store unreachable (HTTP 503)
+    ├── FunctionAborted          a function's $fail / $require (HTTP: the status it gave)
+    ├── FunctionFailed           a function's body failed or hit a limit (HTTP 500)
     ├── ConfigurationError       a setting or store URL is wrong (CLI exit 2)
     └── StorageFailure           the store failed unexpectedly (HTTP 500)
 """
@@ -34,6 +36,8 @@ __all__ = [
     "Conflict",
     "DefinitionInvalid",
     "Forbidden",
+    "FunctionAborted",
+    "FunctionFailed",
     "InvalidBody",
     "InvalidJson",
     "InvalidQuery",
@@ -144,3 +148,23 @@ class ConfigurationError(IotmanError):
 
 class StorageFailure(IotmanError):
     code = "storage_failure"
+
+
+class FunctionAborted(IotmanError):
+    """A function stopped itself (``$fail``, or ``$require`` on a falsy value): its answer is
+    ``status`` with ``{"error": {"status", "message", "code"}}``; nothing it did is kept."""
+
+    code = "function_aborted"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "code": self.code}
+
+
+class FunctionFailed(IotmanError):
+    """A function's body failed (a JSONata error, a limit): an authoring error, not the caller's."""
+
+    code = "function_failed"

@@ -105,6 +105,13 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "them on; `iotman serve` also freezes what it loaded at start out of collection.",
         int,
     ),
+    Setting(
+        "function_timeout_ms",
+        5000,
+        "Longest a function's body may run, in milliseconds (its steps, depth and result size are capped "
+        "by the `jsonata_*` settings).",
+        int,
+    ),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -144,6 +151,7 @@ class Settings:
     gc_gen0_threshold: int = 50000
     jsonata_engine: str = "jlens"
     jsonata_timeout_ms: int = 1000
+    function_timeout_ms: int = 5000
     jsonata_max_steps: int = 1000000
     jsonata_max_depth: int = 200
     jsonata_max_result_bytes: int = 1048576

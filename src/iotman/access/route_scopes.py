@@ -23,6 +23,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("OPTIONS", "/data/{ws}/{path}"): None,  # CORS preflight: answers only for the endpoint's cors_origins
     ("GET", "/views/{ws}/{name}/data"): None,  # gated by iotman:data:read or the view's required_scope
     ("POST", "/views/{ws}/{name}/rebuild"): None,  # gated in the handler by iotman:views:update
+    # gated in the handler by iotman:functions:invoke and the function's required_scope
+    ("POST", "/functions/{ws}/{name}"): None,
+    ("POST", "/functions/{ws}/{name}/test"): None,
     ("GET", "/api/v1/workspaces"): "iotman:workspaces:read",
     ("POST", "/api/v1/workspaces"): "iotman:workspaces:create",
     ("GET", "/api/v1/workspaces/{ws}"): "iotman:workspaces:read",
@@ -31,7 +34,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
 }
 
 
-COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views")
+COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views", "functions", "clients")
 """Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
 
 for _collection in COLLECTIONS:

@@ -82,10 +82,16 @@ class _Compiled:
         if bindings:
             engine_bindings = jsonata2py.JsonataBindings()
             for name, bound in bindings.items():
-                engine_bindings.bind_value(name, bound)
+                if callable(bound):  # a host function ($require, $fail…): its exceptions pass through
+                    engine_bindings.bind_function(name, bound)
+                else:
+                    engine_bindings.bind_value(name, bound)
         try:
             result = self._expression(_timeout_ms(limits)).evaluate(_to_engine(value), engine_bindings)
         except jsonata2py.JsonataError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, Exception) and not isinstance(cause, (jsonata2py.JsonataError, RecursionError)):
+                raise cause from None  # a host function's own exception passes through, as with jlens
             code = exc.error_code or "U0000"
             kind = JsonataLimitExceeded if code in _LIMIT_CODES else JsonataEvaluationError
             raise kind(code, exc.message) from None

@@ -14,12 +14,22 @@ from typing import Any
 from iotman.compute.jsonata_engine import JsonataEngine
 from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.connect.schema_check import compile_schema
+from iotman.core.function import ClientDefinition, FunctionDefinition
 from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SchemaMode, SourceAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
-from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, VIEW, DefinitionKind
+from iotman.engine.definition_kinds import (
+    CLIENT,
+    ENDPOINT,
+    FUNCTION,
+    OUTPUT,
+    SOURCE,
+    TAG_RULE,
+    VIEW,
+    DefinitionKind,
+)
 from iotman.errors import Conflict, DefinitionInvalid
 from iotman.process.constructor import compile_constructor
 from iotman.process.tag_rules import compile_tag_rule
@@ -47,6 +57,38 @@ class DefinitionChecks:
             self._endpoint(ws, definition, stored)
         elif kind is VIEW:
             self._view(ws, definition)
+        elif kind is FUNCTION:
+            self._function(ws, definition)
+        elif kind is CLIENT:
+            self._client(ws, definition)
+
+    def _function(self, ws: Workspace, definition: FunctionDefinition) -> None:
+        compile_jsonata_field(self._jsonata, definition.body, "body")
+        worker = self._store.get_definition(ws.id, CLIENT.kind, definition.worker)
+        if worker is None:
+            raise DefinitionInvalid(
+                f"worker {definition.worker!r} is not a client of this workspace; create it in clients first",
+                code="unknown_client",
+                field="worker",
+            )
+        if not worker.body.get("is_worker"):
+            raise DefinitionInvalid(
+                f"client {definition.worker!r} is not a worker (is_worker: false)", code="not_a_worker", field="worker"
+            )
+
+    def _client(self, ws: Workspace, definition: ClientDefinition) -> None:
+        if not definition.is_worker:
+            users = self._worker_users(ws, definition.name)
+            if users:
+                raise Conflict(
+                    f"client {definition.name!r} runs function {users[0]!r}: it must stay a worker",
+                    code="in_use",
+                    field="is_worker",
+                    details={"used_by": users},
+                )
+
+    def _worker_users(self, ws: Workspace, client: str) -> list[str]:
+        return [r.name for r in self._store.list_definitions(ws.id, FUNCTION.kind) if r.body.get("worker") == client]
 
     def _view(self, ws: Workspace, definition: ViewDefinition) -> None:
         compile_jsonata_field(self._jsonata, definition.key, "key")
@@ -137,6 +179,9 @@ class DefinitionChecks:
                 if name in (r.body.get("select", {}).get("tags") or {})
             ]
             what = "output"
+        elif kind is CLIENT:
+            users = self._worker_users(ws, name)
+            what = "function"
         if users:
             raise Conflict(
                 f"{kind.label} {name!r} is used by {what} {users[0]!r}; change or delete that first",

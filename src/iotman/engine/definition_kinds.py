@@ -12,12 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from iotman.core.function import ClientDefinition, FunctionDefinition
 from iotman.core.output import ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.view import ViewDefinition
 
-__all__ = ["ENDPOINT", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "VIEW", "DefinitionKind"]
+__all__ = ["CLIENT", "ENDPOINT", "FUNCTION", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "VIEW", "DefinitionKind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,5 +43,9 @@ ENDPOINT = DefinitionKind(
 )
 
 VIEW = DefinitionKind("view", "views", "view", ViewDefinition)
+FUNCTION = DefinitionKind("function", "functions", "function", FunctionDefinition)
+CLIENT = DefinitionKind("client", "clients", "client", ClientDefinition)
 
-KINDS: dict[str, DefinitionKind] = {k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW)}
+KINDS: dict[str, DefinitionKind] = {
+    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT)
+}

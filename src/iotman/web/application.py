@@ -36,7 +36,7 @@ class IotmanApp:
                     await self.ingest(scope, receive, send, ws, path)
                     return
             await self.data(scope, receive, send)
-        elif scope["path"].startswith("/views/"):
+        elif scope["path"].startswith(("/views/", "/functions/")):
             await self.data(scope, receive, send)
         else:
             await self.admin(scope, receive, send)

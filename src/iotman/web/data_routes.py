@@ -20,6 +20,7 @@ from iotman.errors import IotmanError, StorageFailure
 from iotman.export.aggregation import parse_agg
 from iotman.export.read_params import parse_read_params
 from iotman.web.error_responses import error_response
+from iotman.web.function_routes import function_runner
 from iotman.web.view_routes import view_reader, view_rebuilder
 
 __all__ = ["data_router"]
@@ -133,6 +134,8 @@ def data_router(engine: Engine) -> Router:
             Route("/data/{ws}/{path}", _guard(get_data), methods=["GET"]),
             Route("/views/{ws}/{name}/data", _guard(view_reader(engine)), methods=["GET"]),
             Route("/views/{ws}/{name}/rebuild", _guard(view_rebuilder(engine)), methods=["POST"]),
+            Route("/functions/{ws}/{name}", _guard(function_runner(engine, test=False)), methods=["POST"]),
+            Route("/functions/{ws}/{name}/test", _guard(function_runner(engine, test=True)), methods=["POST"]),
             Route("/data/{ws}/{path}", _guard(preflight), methods=["OPTIONS"]),
             # POST is served by web/ingest_endpoint.py before this router is reached
             Route(

@@ -1,0 +1,189 @@
+"""Atomic functions (SPEC §4.2): ``POST /functions/{ws}/{name}`` and its ``/test``.
+
+A function's body is JSONata with the request body as its input (``$`` and
+``$input``) and host functions bound: ``$require(cond, status, message)`` and
+``$fail(status, message)`` stop it with an answer of their status. It runs as its
+worker (an OAuth2 client with ``is_worker``), in a worker thread, capped by
+``function_timeout_ms`` and the ``jsonata_*`` limits.
+
+Not yet here (issue 5, next increments): ``$iotman_call`` inside the function's store
+transaction, ``$send_email`` through an outbox, ``$ftp_upload``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from iotman.access.data_access import authorise_data
+from iotman.access.principal import Principal
+from iotman.compute.jsonata_engine import (
+    UNDEFINED,
+    CompiledJsonata,
+    EvalLimits,
+    JsonataEngine,
+    JsonataFailure,
+    JsonataLimitExceeded,
+)
+from iotman.compute.jsonata_fields import compile_jsonata_field
+from iotman.core.function import FunctionDefinition
+from iotman.core.workspace import Workspace
+from iotman.engine.definition_kinds import CLIENT, FUNCTION
+from iotman.engine.registry import Registry
+from iotman.errors import Conflict, FunctionAborted, FunctionFailed, InvalidJson, NotFound
+from iotman.storage.ports import Store
+
+__all__ = ["INVOKE_SCOPE", "FunctionRun", "FunctionService"]
+
+INVOKE_SCOPE = "iotman:functions:invoke"
+_CACHE_MAX = 1024
+
+
+@dataclass
+class FunctionRun:
+    """What a run gave: its result (``None`` for undefined too) or the error that stopped it,
+    and the host calls it made, in order."""
+
+    result: Any = None
+    error: FunctionAborted | FunctionFailed | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def answer(self) -> dict[str, Any]:
+        return {"result": self.result}
+
+    def report(self) -> dict[str, Any]:
+        """The ``/test`` answer: the outcome and the calls, whatever the outcome."""
+        if self.error is None:
+            return {"ok": True, "result": self.result, "calls": self.calls}
+        return {"ok": False, "error": self.error.to_dict(), "calls": self.calls}
+
+
+def truthy(value: Any) -> bool:
+    """JSONata's ``$boolean``: empty strings, zero, null, empty arrays and objects are false;
+    an array is true when one of its members is."""
+    if value is None or value is UNDEFINED:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0 and not (isinstance(value, float) and math.isnan(value))
+    if isinstance(value, str):
+        return value != ""
+    if isinstance(value, list):
+        return any(truthy(item) for item in value)
+    if isinstance(value, dict):
+        return bool(value)
+    return False  # a function
+
+
+def _abort_status(status: Any, host: str) -> int:
+    if isinstance(status, bool) or not isinstance(status, int | float) or status != int(status):
+        raise FunctionFailed(f"{host}: the status must be an integer from 400 to 599, not {status!r}")
+    if not 400 <= int(status) <= 599:
+        raise FunctionFailed(f"{host}: the status must be from 400 to 599 (an error answer), not {int(status)}")
+    return int(status)
+
+
+class _HostCalls:
+    """The host functions of one run, recording each call."""
+
+    def __init__(self, run: FunctionRun) -> None:
+        self._run = run
+
+    def require(self, condition: Any = None, status: Any = 400, message: Any = "a requirement was not met") -> Any:
+        self._run.calls.append({"function": "require", "ok": truthy(condition)})
+        if truthy(condition):
+            return condition
+        raise FunctionAborted(_abort_status(status, "$require"), str(message))
+
+    def fail(self, status: Any = 400, message: Any = "the function failed") -> Any:
+        self._run.calls.append({"function": "fail", "status": status, "message": message})
+        raise FunctionAborted(_abort_status(status, "$fail"), str(message))
+
+
+class FunctionService:
+    def __init__(
+        self, store: Store, registry: Registry, jsonata: JsonataEngine, limits: EvalLimits, timeout_ms: int
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._jsonata = jsonata
+        self._limits = replace(limits, timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None)
+        self._compiled: dict[tuple[int, str, int, int], CompiledJsonata] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _allow(ws: Workspace, principal: Principal | None, token_given: bool, scope: str, what: str) -> None:
+        authorise_data(
+            principal,
+            token_given=token_given,
+            workspace_id=ws.id,
+            workspace_slug=ws.slug,
+            mode="oauth2",
+            required_scope=None,
+            default_scope=scope,
+            what=what,
+        )
+
+    def _function(self, ws: Workspace, name: str) -> tuple[FunctionDefinition, CompiledJsonata]:
+        record = self._store.get_definition(ws.id, FUNCTION.kind, name)
+        if record is None:
+            raise NotFound(f"function {name!r} does not exist in workspace {ws.slug!r}", code="function_not_found")
+        definition = FunctionDefinition.model_validate(record.body)
+        key = (ws.id, name, record.version, record.created_at_us)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = compile_jsonata_field(self._jsonata, definition.body, "body")
+            with self._lock:
+                if len(self._compiled) >= _CACHE_MAX:
+                    self._compiled.clear()
+                self._compiled[key] = compiled
+        worker = self._store.get_definition(ws.id, CLIENT.kind, definition.worker)
+        if worker is None or not worker.body.get("is_worker"):
+            raise Conflict(
+                f"function {name!r} runs as client {definition.worker!r}, which is missing or not a worker",
+                code="worker_missing",
+            )
+        return definition, compiled
+
+    def run(self, slug: str, name: str, body: bytes, principal: Principal | None, token_given: bool) -> FunctionRun:
+        """Run function ``name`` of workspace ``slug`` on ``body`` (JSON; empty: null)."""
+        ws = self._registry.workspace(slug)
+        what = f"function {name!r}"
+        # who may call this workspace's functions first: whether one exists is not for strangers
+        self._allow(ws, principal, token_given, INVOKE_SCOPE, what)
+        definition, compiled = self._function(ws, name)
+        if definition.required_scope is not None:
+            self._allow(ws, principal, token_given, definition.required_scope, what)
+        try:
+            value = orjson.loads(body) if body.strip() else None
+        except orjson.JSONDecodeError as exc:
+            raise InvalidJson(f"the request body is not JSON: {exc}", position=exc.pos) from None
+        return self._evaluate(compiled, value)
+
+    def _evaluate(self, compiled: CompiledJsonata, value: Any) -> FunctionRun:
+        run = FunctionRun()
+        host = _HostCalls(run)
+        bindings = {"input": value, "require": host.require, "fail": host.fail}
+        try:
+            result = compiled.evaluate(value, bindings, self._limits)
+        except (FunctionAborted, FunctionFailed) as exc:
+            run.error = exc
+            return run
+        except JsonataLimitExceeded as exc:
+            run.error = FunctionFailed(
+                f"the function was stopped: {exc.message}",
+                code="function_limit_exceeded",
+                details={"jsonata_code": exc.code},
+            )
+            return run
+        except JsonataFailure as exc:
+            details: dict[str, Any] = {"jsonata_code": exc.code}
+            run.error = FunctionFailed(f"the function failed: {exc.message}", position=exc.position, details=details)
+            return run
+        run.result = None if result is UNDEFINED else result
+        return run

@@ -1,0 +1,177 @@
+"""Atomic functions, first part (SPEC §4.2): definitions, workers, runs, $require/$fail, limits, /test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from iotman.app import build_engine
+from iotman.settings import load_settings
+from iotman.web.application import create_app
+from tests.conftest import Api
+
+ORDER = """(
+  $require($input.qty > 0, 422, "qty must be positive");
+  $input.qty > 100 ? $fail(409, "not that many in stock") : {"total": $input.qty * $input.price, "sku": $.sku}
+)"""
+
+
+def run(api: Api, name: str, body: Any = None, token: str | None = None, test: bool = False) -> Any:
+    headers = {"Authorization": f"Bearer {token or api.token}"} if token != "" else {}
+    path = f"/functions/{api.ws}/{name}" + ("/test" if test else "")
+    return api.client.post(path, json=body, headers=headers)
+
+
+@pytest.fixture
+def shop(api: Api) -> Api:
+    assert api.admin("POST", "/clients", json={"name": "svc", "scopes": ["iotman:data:write"], "is_worker": True})
+    created = api.admin("POST", "/functions", json={"name": "order", "body": ORDER, "worker": "svc"})
+    assert created.status_code == 201, created.text
+    return api
+
+
+def test_a_function_answers_its_result_with_the_body_as_input(shop: Api) -> None:
+    answer = run(shop, "order", {"qty": 3, "price": 2.5, "sku": "a-1"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"result": {"total": 7.5, "sku": "a-1"}}
+
+
+def test_require_and_fail_answer_with_their_status_and_message(shop: Api) -> None:
+    refused = run(shop, "order", {"qty": 0, "price": 1})
+    assert refused.status_code == 422
+    assert refused.json() == {"error": {"status": 422, "message": "qty must be positive", "code": "function_aborted"}}
+    failed = run(shop, "order", {"qty": 500, "price": 1})
+    assert failed.status_code == 409
+    assert failed.json()["error"]["message"] == "not that many in stock"
+
+
+def test_an_undefined_result_is_null_and_an_empty_body_is_null_input(api: Api) -> None:
+    api.admin("POST", "/clients", json={"name": "w", "is_worker": True})
+    api.admin("POST", "/functions", json={"name": "echo", "body": "$input", "worker": "w"})
+    api.admin("POST", "/functions", json={"name": "nothing", "body": "$input.missing", "worker": "w"})
+    assert run(api, "echo", [1, "two", {"3": None}]).json() == {"result": [1, "two", {"3": None}]}
+    assert run(api, "nothing", {"a": 1}).json() == {"result": None}
+    empty = api.client.post(f"/functions/{api.ws}/echo", headers=api.auth)
+    assert empty.json() == {"result": None}
+
+
+def test_bad_input_and_authoring_errors_are_clear(shop: Api) -> None:
+    bad = shop.client.post(f"/functions/{shop.ws}/order", content=b"{nope", headers=shop.auth)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_json"
+    shop.admin("POST", "/functions", json={"name": "typo", "body": "$input.a + 'x'", "worker": "svc"})
+    broken = run(shop, "typo", {"a": 1})
+    assert broken.status_code == 500
+    assert broken.json()["error"]["code"] == "function_failed"
+    assert broken.json()["error"]["jsonata_code"] == "T2002"
+    shop.admin("POST", "/functions", json={"name": "odd", "body": "$fail(200, 'fine?')", "worker": "svc"})
+    odd = run(shop, "odd", {})
+    assert odd.status_code == 500
+    assert "400 to 599" in odd.json()["error"]["message"]
+    missing = run(shop, "nope", {})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "function_not_found")
+
+
+def test_definitions_are_checked_when_saved(api: Api) -> None:
+    no_worker = api.admin("POST", "/functions", json={"name": "f", "body": "1", "worker": "ghost"})
+    assert (no_worker.status_code, no_worker.json()["error"]["code"]) == (422, "unknown_client")
+    api.admin("POST", "/clients", json={"name": "device", "scopes": ["iotman:data:write"]})
+    not_worker = api.admin("POST", "/functions", json={"name": "f", "body": "1", "worker": "device"})
+    assert (not_worker.status_code, not_worker.json()["error"]["code"]) == (422, "not_a_worker")
+    api.admin("POST", "/clients", json={"name": "w", "is_worker": True})
+    syntax = api.admin("POST", "/functions", json={"name": "f", "body": "{'a': }", "worker": "w"})
+    assert syntax.status_code == 422
+    assert syntax.json()["error"]["code"] == "invalid_jsonata"
+    assert syntax.json()["error"]["field"] == "body"
+    jsonpath = api.admin("POST", "/functions", json={"name": "f", "body": "$.payload[?@.v > 1]", "worker": "w"})
+    assert jsonpath.json()["error"]["code"] == "wrong_expression_language"
+    bad_scope = api.admin("POST", "/clients", json={"name": "x", "scopes": ["Not A Scope"]})
+    assert bad_scope.status_code == 422
+    assert api.admin("POST", "/functions", json={"name": "f", "body": "1", "worker": "w"}).status_code == 201
+    # the worker cannot go while a function runs as it, nor stop being a worker
+    in_use = api.admin("DELETE", "/clients/w")
+    assert (in_use.status_code, in_use.json()["error"]["code"]) == (409, "in_use")
+    demoted = api.admin("PUT", "/clients/w", json={"name": "w", "is_worker": False})
+    assert demoted.status_code == 409
+    assert api.admin("DELETE", "/functions/f").status_code == 204
+    assert api.admin("DELETE", "/clients/w").status_code == 204
+
+
+def test_callers_need_the_invoke_scope_and_the_functions_own(shop: Api) -> None:
+    scoped = {"name": "order", "body": ORDER, "worker": "svc", "required_scope": "shop:order"}
+    assert shop.admin("PUT", "/functions/order", json=scoped).status_code == 200
+    body = {"qty": 1, "price": 1, "sku": "s"}
+    assert run(shop, "order", body, token="").status_code == 401
+    reader = shop.token_for(preset="read-only")
+    denied = run(shop, "order", body, token=reader)
+    assert (denied.status_code, denied.json()["error"]["required_scope"]) == (403, "iotman:functions:invoke")
+    invoker = shop.token_for("iotman:functions:invoke")
+    assert run(shop, "order", body, token=invoker).json()["error"]["required_scope"] == "shop:order"
+    allowed = shop.token_for("iotman:functions:invoke", "shop:order")
+    assert run(shop, "order", body, token=allowed).status_code == 200
+    # a stranger learns nothing about which functions exist
+    assert run(shop, "no-such", body, token=reader).status_code == 403
+
+
+def test_the_test_route_reports_the_outcome_and_the_calls(shop: Api) -> None:
+    passed = run(shop, "order", {"qty": 2, "price": 3, "sku": "b"}, test=True)
+    assert passed.status_code == 200
+    assert passed.json() == {
+        "ok": True,
+        "result": {"total": 6, "sku": "b"},
+        "calls": [{"function": "require", "ok": True}],
+    }
+    aborted = run(shop, "order", {"qty": 101, "price": 3}, test=True)
+    assert aborted.status_code == 200
+    assert aborted.json()["ok"] is False
+    assert aborted.json()["error"]["status"] == 409
+    assert [c["function"] for c in aborted.json()["calls"]] == ["require", "fail"]
+
+
+@pytest.fixture
+def tight(tmp_path: Path) -> Iterator[Api]:
+    environ = {"IOTMAN_FUNCTION_TIMEOUT_MS": "300", "IOTMAN_JSONATA_MAX_STEPS": "1000000000000"}
+    settings = load_settings(environ=environ, data=str(tmp_path / "data"))
+    engine = build_engine(settings)
+    with TestClient(create_app(engine)) as client:
+        engine.admin.create_workspace("acme")
+        token, _ = engine.admin.create_token("acme", preset="full-access")
+        yield Api(client, engine, "acme", token, None)  # type: ignore[arg-type]
+
+
+def test_a_runaway_body_is_stopped_and_reported_while_other_requests_are_served(tight: Api) -> None:
+    tight.admin("POST", "/clients", json={"name": "w", "is_worker": True})
+    spin = "$sum([1..9000000].($ * 2))"
+    tight.admin("POST", "/functions", json={"name": "spin", "body": spin, "worker": "w"})
+    recurse = "($f := function($n) { $f($n + 1) + 1 }; $f(0))"
+    tight.admin("POST", "/functions", json={"name": "recurse", "body": recurse, "worker": "w"})
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        outcome["answer"] = run(tight, "spin", {})
+
+    runner = threading.Thread(target=call)
+    runner.start()
+    time.sleep(0.05)
+    served = []
+    while runner.is_alive():
+        started = time.perf_counter()
+        assert tight.client.get("/healthz").status_code == 200
+        served.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    runner.join()
+    answer = outcome["answer"]
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "function_limit_exceeded"
+    assert answer.json()["error"]["jsonata_code"] == "D1012"
+    # requests were answered while the body ran (each waits for the one before it); how fast
+    # is for the benchmarks, not a timed assertion here
+    assert len(served) >= 3, served
+    deep = run(tight, "recurse", {})
+    assert (deep.status_code, deep.json()["error"]["code"]) == (500, "function_limit_exceeded")
