@@ -53,6 +53,24 @@ def test_bindings(engine: JsonataEngine) -> None:
     assert compiled.evaluate({"items": [1, 2, 3]}, {"limit": 10}) == 13
 
 
+class _HostStop(Exception):
+    pass
+
+
+def test_host_functions_run_and_their_own_exceptions_pass_through(engine: JsonataEngine) -> None:
+    def stop(status: int, message: str) -> None:
+        raise _HostStop(status, message)
+
+    def double(value: float) -> float:
+        return value * 2
+
+    compiled = engine.compile("$x > 1 ? $double($x) : $stop(409, 'too small')")
+    assert compiled.evaluate(None, {"x": 3, "double": double, "stop": stop}) == 6
+    with pytest.raises(_HostStop) as raised:
+        compiled.evaluate(None, {"x": 0, "double": double, "stop": stop})
+    assert raised.value.args == (409, "too small")
+
+
 def test_syntax_errors_have_a_code_and_a_position(engine: JsonataEngine) -> None:
     with pytest.raises(JsonataSyntaxError) as caught:
         engine.compile("payload.items[")
