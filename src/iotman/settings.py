@@ -49,6 +49,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {value}")
+    return value
+
+
 SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address the HTTP server listens on."),
     Setting("port", 8080, "TCP port of the HTTP server.", int),
@@ -103,7 +110,7 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "Allocations between young-generation garbage collections (`gc.set_threshold`; CPython's default "
         "is 700, 0 keeps it). Larger lets a batch's short-lived objects die before a collection moves "
         "them on; `iotman serve` also freezes what it loaded at start out of collection.",
-        int,
+        _non_negative,
     ),
     Setting(
         "function_timeout_ms",

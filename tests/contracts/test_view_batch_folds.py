@@ -53,6 +53,22 @@ REDUCERS: list[tuple[str, str | None]] = [
     ("prev ? prev : event.payload.missing", "false"),
     ("$$.prev", None),
     ("event.payload.v % 3", None),
+    # found by review: keep-array on a non-array, marked arrays carried between events,
+    # functions as results, $eval reaching the root, numbers past 2**53
+    ("event.payload.v[]", None),
+    ("event.payload[]", None),
+    ("prev.x[]", "{'x': 3}"),
+    ("event.payload.v = 1 ? event.payload.items.[id] : prev.$", None),
+    ("event.payload.v > 5 ? [event.payload.v] : prev", None),
+    ("$sum", None),
+    ("event.payload.v > 3 ? function($x) { $x } : event.payload.v", None),
+    ("$eval('$' & '$')", None),
+    ("$eval('$__' & 'iotman_a')", None),
+    ("$max([prev, event.payload.v * 179542800012345678])", "0"),
+    ("event.payload.v * 1e19", None),
+    # arrays of arrays kept inside an object state
+    ("event.payload.v = 1 ? {'l': [[1,2],[3,4]]} : {'l': prev.l.$}", None),
+    ("{'l': $append(prev.l, [[event.payload.v]])}", "{'l': []}"),
 ]
 
 payloads = st.fixed_dictionaries(
@@ -128,7 +144,18 @@ def test_a_batch_fold_equals_the_fold_one_event_at_a_time(
 
 # reducers that cannot fail on these events from their own init: the batch form must carry
 # them in one evaluation, never falling back to one event at a time
-NEVER_FAILING = [(r, i) for r, i in REDUCERS if "$error" not in r and batch_reducer_text(r) is not None]
+# (reducers that can give an array fold one event at a time by design: see view_fold)
+ARRAY_RESULTS = {
+    "event.payload.arr",
+    "[prev, event.payload.v]",
+    "$append(prev, event.payload.v)",
+    "$keys(event)",
+    "event.payload.items.id",
+    "event.payload.v > 5 ? [event.payload.v] : prev",
+}
+NEVER_FAILING = [
+    (r, i) for r, i in REDUCERS if "$error" not in r and r not in ARRAY_RESULTS and batch_reducer_text(r) is not None
+]
 
 
 @pytest.mark.parametrize(("reducer", "init"), NEVER_FAILING, ids=[r for r, _ in NEVER_FAILING])
@@ -190,3 +217,54 @@ def test_the_quick_key_path_gives_what_the_general_one_gives(values: list[Any]) 
     batch = FoldBatch(events, payloads)
     assert keys == [general._plain_key(batch, n, p, ("k",)) for n, p in enumerate(payloads)]
     assert quick.status.skipped == general.status.skipped
+
+
+def fold_both(
+    reducer: str, init: str | None, payloads: list[dict[str, Any]], limits: EvalLimits, keys: int = 1
+) -> tuple[list[Any], list[Any], CompiledView]:
+    def make(batched: bool) -> CompiledView:
+        definition = ViewDefinition(name="v", key="payload.k", reducer=reducer, init=init)
+        batch = compile_batch_reducer(ENGINE, reducer) if batched else None
+        compiled_init = None if init is None else ENGINE.compile(init)
+        return CompiledView(
+            definition, ENGINE.compile("payload.k"), ENGINE.compile(reducer), compiled_init, limits, ViewStatus(), batch
+        )
+
+    items = [(p, None, n % keys) for n, p in enumerate(payloads)]
+    one, batched = make(False), make(True)
+    expected = one.fold(*stored(items, odd_prevs=False))
+    found = batched.fold(*stored(items, odd_prevs=False))
+    return [(o.value, o.seq) for o in expected], [(o.value, o.seq) for o in found], batched
+
+
+@pytest.mark.parametrize("n", [60, 64, 65, 66, 67, 68, 70])
+def test_the_depth_cap_is_never_looser_in_a_batch(n: int) -> None:
+    recursive = "($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(event.payload.n))"
+    payloads = [{"n": 1}, {"n": n}, {"n": 2}]
+    expected, found, _ = fold_both(recursive, "0", payloads, EvalLimits())
+    assert found == expected
+
+
+def test_the_step_cap_holds_for_each_event_of_a_batch() -> None:
+    heavy = "prev + $sum($map([1..event.payload.n], function($x) { $x }))"
+    payloads = [{"n": 1}] * 20 + [{"n": 1000}]
+    expected, found, batched = fold_both(heavy, "0", payloads, EvalLimits(max_steps=2000))
+    assert found == expected
+    assert batched.status.failures == 1
+
+
+def test_the_result_cap_holds_for_the_values_of_a_batch() -> None:
+    joined = "$join([1..event.payload.n].$string(), ',')"
+    payloads = [{"n": 3}] * 5 + [{"n": 400}]
+    expected, found, batched = fold_both(joined, None, payloads, EvalLimits(max_result_bytes=1000), keys=6)
+    assert found == expected
+    assert batched.status.failures == 1
+
+
+def test_a_batch_that_hits_a_limit_or_gives_an_array_stops_batching_for_the_view() -> None:
+    _, _, timed = fold_both("prev + event.payload.n", "0", [{"n": 1}], EvalLimits(max_steps=1))
+    assert timed._batching is False
+    _, _, arrays = fold_both("$append(prev, event.payload.n)", "[]", [{"n": 1}, {"n": 2}], EvalLimits())
+    assert arrays._batching is False
+    _, _, plain = fold_both("prev + event.payload.n", "0", [{"n": 1}, {"n": 2}], EvalLimits())
+    assert plain._batching is True

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from iotman.cli.main import _tune_garbage_collector
+from iotman.cli.tuned_server import tune_garbage_collector
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def restored_gc() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_gc")
 def test_what_was_loaded_is_frozen_and_young_collections_are_rarer() -> None:
     _, gen1, gen2 = gc.get_threshold()
-    _tune_garbage_collector(50_000)
+    tune_garbage_collector(50_000)
     assert gc.get_freeze_count() > 1000  # the modules loaded so far: out of every full collection
     assert gc.get_threshold() == (50_000, gen1, gen2)
 
@@ -29,5 +29,5 @@ def test_what_was_loaded_is_frozen_and_young_collections_are_rarer() -> None:
 @pytest.mark.usefixtures("restored_gc")
 def test_zero_keeps_the_interpreter_threshold() -> None:
     before = gc.get_threshold()
-    _tune_garbage_collector(0)
+    tune_garbage_collector(0)
     assert gc.get_threshold() == before

@@ -332,3 +332,21 @@ def test_strangers_cannot_tell_which_views_exist(plant: Api) -> None:
     for view in ("latest", "nope"):
         answer = plant.client.get(f"/views/{plant.ws}/{view}/data", params={"key": "x"}, headers=stranger)
         assert answer.status_code == 401, view
+
+
+def test_a_key_that_is_not_valid_unicode_skips_the_event_and_never_fails_the_append(plant: Api) -> None:
+    body = '{"device_id": "d-1", "value": 1}\n{"device_id": "\\ud800", "value": 2}'
+    response = plant.post("readings", body, "application/x-ndjson")
+    assert response.status_code == 202, response.text
+    assert read(plant, "latest", key="d-1").json()["data"][0]["value"]["value"] == 1
+    assert plant.admin("GET", "/views/latest").json()["status"]["skipped"] >= 1
+
+
+def test_integer_keys_past_2_53_are_the_same_live_and_after_a_rebuild(plant: Api) -> None:
+    assert create(plant, name="by-number", key="payload.n", reducer="count").status_code == 201
+    send(plant, {"n": 18446744073709551617}, {"n": 9007199254740993})
+    live = rows(plant, "by-number")
+    assert live == {"18446744073709552000": 1, "9007199254740992": 1}  # as JSONata reads the numbers
+    assert plant.client.post(f"/views/{plant.ws}/by-number/rebuild", headers=plant.auth).status_code == 202
+    assert wait_rebuilt(plant, "by-number")["state"] == "done"
+    assert rows(plant, "by-number") == live

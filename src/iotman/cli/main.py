@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 from typing import Annotated, Any
@@ -64,6 +63,7 @@ def serve(
     """Run the HTTP server (Ctrl-C or SIGTERM stops it gracefully)."""
     import uvicorn
 
+    from iotman.cli.tuned_server import TunedServer
     from iotman.logging_setup import configure_logging
     from iotman.web.application import create_app
     from iotman.web.http_protocol import BoundedHttpToolsProtocol
@@ -86,32 +86,16 @@ def serve(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = TunedServer(config, settings.gc_gen0_threshold)
     # uvicorn re-raises the stop signal after its graceful shutdown; with these no-op
     # handlers in place that ends the process normally (exit 0) instead of by the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     if settings.gil_switch_interval_us > 0:
         sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
-    _tune_garbage_collector(settings.gc_gen0_threshold)
     server.run()
     if not server.started:
         sys.exit(1)
-
-
-def _tune_garbage_collector(gen0_threshold: int) -> None:
-    """Keep full collections short: they hold the GIL, so every request waits them out.
-
-    What the server loaded at start (tens of thousands of objects: a full collection of
-    them takes 30-100 ms on a small machine) is frozen out of collection, and the young
-    generation is collected less often, so a batch's short-lived objects mostly die
-    before a collection promotes them towards the old generation.
-    """
-    gc.collect()
-    gc.freeze()
-    if gen0_threshold > 0:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
 @workspace_app.command("create")

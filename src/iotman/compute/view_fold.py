@@ -15,6 +15,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -145,15 +146,27 @@ def _root_values(batch: FoldBatch, root: str) -> list[Any]:
 # The reducer folded over every key of a batch in one evaluation: the engine runs the
 # loop (with the GIL released) instead of Python calling it once an event. The reducer
 # sees exactly the input it sees alone ({prev, event} as its context); an undefined
-# result leaves the running value as it was. Left out where the wrapping could change
-# what the reducer sees: the root ($$), parent steps (%), the wrapper's own names.
+# result (or a function, which JSON cannot hold) leaves the running value as it was.
+# Where the wrapping could change what the reducer gives, the batch form is not used:
+# statically, the root ($$), parent steps (%), $eval (which reaches both), the wrapper's
+# own names, `[]` (keep-array, undone by the wrapper's path step) and array constructors
+# as path steps (`.[ ]`, whose marked arrays JSON would flatten between events); at run
+# time, a result that is an array stops the evaluation ($error), and the batch is folded
+# one event at a time (an array carried inside the engine keeps markers that a JSON
+# round trip between two single evaluations drops).
 _BATCH_REDUCER = (
     "$map(g, function($__iotman_g) {{ $reduce($__iotman_g.e, function($__iotman_a, $__iotman_e) {{ ("
     ' $__iotman_r := {{"prev": $__iotman_a.v, "event": $__iotman_e}}.(\n{reducer}\n);'
-    ' $exists($__iotman_r) ? {{"v": $__iotman_r, "c": $__iotman_e.seq}} : $__iotman_a'
+    ' $type($__iotman_r) = "array" ? $error("__iotman_array_result") :'
+    ' ($exists($__iotman_r) and $type($__iotman_r) != "function")'
+    ' ? {{"v": $__iotman_r, "c": $__iotman_e.seq}} : $__iotman_a'
     ' ) }}, {{"v": $__iotman_g.p}}) }})'
 )
-_BATCH_DEPTH = 16  # the wrapper's own nesting, on top of the reducer's depth limit
+# Depth the wrapper adds before the reducer runs: measured 5 to 7 (jlens counts depth in
+# steps the reducer's own recursion does not match one for one), so 4 keeps a batch never
+# deeper-reaching than one event alone; a reducer near the cap folds one event at a time.
+_BATCH_DEPTH = 4
+_UNBATCHABLE = re.compile(r"\$\$|%|\$eval\b|__iotman|\[\s*\]|\.\s*\[")
 
 
 def compile_batch_reducer(engine: JsonataEngine, reducer: str) -> CompiledJsonata | None:
@@ -194,7 +207,7 @@ def _trim(value: Any, read: Read) -> Any:
 
 def batch_reducer_text(reducer: str) -> str | None:
     """The reducer wrapped to fold a whole batch in one evaluation, or None where it must run alone."""
-    if "$$" in reducer or "%" in reducer or "__iotman" in reducer:
+    if _UNBATCHABLE.search(reducer):
         return None
     return _BATCH_REDUCER.format(reducer=reducer)
 
@@ -232,6 +245,41 @@ def _json_string(text: str) -> str:
     return orjson.dumps(text).decode()
 
 
+_EXACT = 2**53  # whole numbers up to here are the same as a double and as text
+
+
+def engine_numbers(value: Any) -> Any:
+    """Numbers parsed from the engine's JSON text as the engine gives them as Python values:
+    JSONata numbers are doubles, and jlens gives a whole one under 1e21 as the ``int`` of
+    its exact value (``1795428000123456768``), where its JSON text has the shortest digits
+    (``1795428000123456800``, or ``3e+19`` read back as a float). So a row's text is the same
+    whichever way its value was computed."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(float(value)) if abs(value) > _EXACT else value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 1e21 else value
+    if isinstance(value, list):
+        return [engine_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {name: engine_numbers(item) for name, item in value.items()}
+    return value
+
+
+def _number_text(value: float) -> str:
+    """A number as JSONata writes it (JavaScript's shortest form): ``18446744073709552000``,
+    ``0.000001``, ``1e-7``, ``1e+21``."""
+    if value == 0:
+        return "0"
+    shortest = repr(value)  # the shortest digits that read back as this double
+    if 1e-6 <= abs(value) < 1e21:
+        text = format(Decimal(shortest), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mantissa, _, exponent = shortest.partition("e")
+    return f"{mantissa}e{'+' if int(exponent) > 0 else '-'}{abs(int(exponent))}"
+
+
 def scalar_key(value: Any) -> str | None:
     """A key value as row-key text, exactly as ``key_text`` gives it for the engine's JSON."""
     if isinstance(value, bool):
@@ -241,17 +289,27 @@ def scalar_key(value: Any) -> str | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        if value.is_integer() and abs(value) < 1e21:  # JSONata prints whole numbers without a fraction
-            return str(int(value))
-        return _checked_key(json_values.dumps(value))
+        return _checked_key(_number_text(value))  # as the key expression through the engine gives it
     if isinstance(value, int):
-        return _checked_key(str(value))
+        # a JSONata number is a double: past 2**53 an integer is the nearest one, as the engine reads it
+        return _checked_key(str(value) if abs(value) <= _EXACT else _number_text(float(value)))
     return None
 
 
 def _checked_key(key: str) -> str | None:
-    # a NUL would be cut off by SQLite's JSON functions (two keys would share a row)
-    return key if 0 < len(key) <= _MAX_KEY_CHARS and "\x00" not in key else None
+    # a NUL would be cut off by SQLite's JSON functions (two keys would share a row); a lone
+    # surrogate is not text the store can hold
+    if not 0 < len(key) <= _MAX_KEY_CHARS or "\x00" in key:
+        return None
+    return key if key.isascii() or _encodable(key) else None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def key_text(result: str | None) -> str | None:
@@ -288,6 +346,7 @@ class CompiledView:
         self.status = status
         self._key_steps = plain_path(definition.key)
         self._event_read = _event_read(reducer)
+        self._batching = True  # off for good once a batch hits a limit or the reducer gives an array
         # set once a reducer hits a limit: from then on it runs with the GIL handed to other threads
         self._slow = False
 
@@ -317,7 +376,7 @@ class CompiledView:
             # the common key, one field holding a short string (payload.device_id), without calls
             if step is not None and type(root) is dict:
                 value = root.get(step)
-                if type(value) is str and 0 < len(value) <= _MAX_KEY_CHARS and "\x00" not in value:
+                if type(value) is str and 0 < len(value) <= _MAX_KEY_CHARS and value.isascii() and "\x00" not in value:
                     found.append(value)
                     continue
             found.append(self._plain_key(batch, position, root, rest))
@@ -366,10 +425,16 @@ class CompiledView:
                 for g in groups
             ]
         starts = [g.prev if g.prev is not None else self._initial(events[g.events[0]]) for g in groups]
-        if self._batch_reducer is not None and not self._slow:
+        if self._batch_reducer is not None and self._batching and not self._slow:
             try:
                 return self._reduce_batch(batch, groups, starts)
-            except Exception:  # noqa: BLE001, S110 - one event failed (or a limit): fold one by one to tell which
+            except JsonataLimitExceeded:
+                # a batch that hits a limit would pay for it every time before folding one by one
+                self._batching = False
+            except JsonataFailure as exc:
+                if "__iotman_array_result" in exc.message:
+                    self._batching = False  # this reducer gives arrays: the batch form cannot carry them
+            except Exception:  # noqa: BLE001, S110 - one event failed: fold one by one to tell which
                 pass
         return [self._reduce_group(batch, group, start) for group, start in zip(groups, starts, strict=True)]
 
@@ -383,16 +448,13 @@ class CompiledView:
                 for group, start in zip(groups, starts, strict=True)
             ]
         }
+        # the caps of one evaluation, for the whole batch: if the batch stays within them, so
+        # does each event alone (the time, the steps and the depth it takes are at most the
+        # batch's); one that does not folds one event at a time, which finds the event
         limits = self._limits
-        count = len(batch.events)
-        scaled = replace(
-            limits,
-            max_steps=None if limits.max_steps is None else limits.max_steps * count,
-            max_depth=None if limits.max_depth is None else limits.max_depth + _BATCH_DEPTH,
-            max_result_bytes=None if limits.max_result_bytes is None else limits.max_result_bytes * len(groups),
-        )
-        result = self._batch_reducer.evaluate_json(orjson.dumps(document).decode(), None, scaled)
-        found = json_values.loads(result) if result is not None else None
+        capped = replace(limits, max_depth=None if limits.max_depth is None else limits.max_depth + _BATCH_DEPTH)
+        result = self._batch_reducer.evaluate_json(orjson.dumps(document).decode(), None, capped)
+        found = engine_numbers(json_values.loads(result)) if result is not None else None
         if isinstance(found, dict):
             found = [found]  # one key: the engine gives the one item, not an array of it
         if not isinstance(found, list) or len(found) != len(groups):
@@ -440,7 +502,8 @@ class CompiledView:
             try:
                 if self._slow:
                     step = self._reducer.evaluate_json(self._input_text(batch, value, position), None, self._limits)
-                    found, result = step is not None, None if step is None else json_values.loads(step)
+                    found = step is not None
+                    result = None if step is None else engine_numbers(json_values.loads(step))
                 else:
                     found, result = self._quick(batch, value, position)
             except JsonataLimitExceeded as exc:

@@ -10,6 +10,7 @@ counts it and leaves the row as it was; the append itself always goes through.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -54,8 +55,26 @@ _UPSERT = (
 )
 
 
+def _storable(key: str) -> bool:
+    """Whether SQLite can hold ``key`` as text (a lone surrogate cannot be UTF-8); views skip
+    such keys themselves, this keeps a view that does not from failing the append."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        log.warning("a view gave a key that is not valid Unicode; the event is not folded")
+        return False
+    return True
+
+
+def _json_text(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a lone surrogate in a key or value: escaped, so the statement still runs
+        return json.dumps(value, separators=(",", ":"))
+
+
 def _current(conn: sqlite3.Connection, ws: int, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    found = conn.execute(_CURRENT, (ws, orjson.dumps(wanted).decode())).fetchone()[0]
+    found = conn.execute(_CURRENT, (ws, _json_text(wanted))).fetchone()[0]
     return {(view, key): value for view, key, value in orjson.loads(found)} if found else {}
 
 
@@ -102,7 +121,7 @@ def plan_folds(
         try:
             by_key: dict[str, list[int]] = {}
             for position, key in enumerate(fold.keys(batch)):
-                if key is not None:
+                if key is not None and (key.isascii() or _storable(key)):
                     by_key.setdefault(key, []).append(position)
         except MemoryError:
             raise
@@ -163,7 +182,7 @@ def start_folds(planned: Planned) -> Future[list[tuple[str, str, str, int]]]:
 def write_folds(conn: sqlite3.Connection, ws: int, changed: list[tuple[str, str, str, int]], now_us: int) -> None:
     """Upsert the changed rows of all views with one statement."""
     if changed:
-        conn.execute(_UPSERT, (ws, now_us, orjson.dumps(changed).decode()))
+        conn.execute(_UPSERT, (ws, now_us, _json_text(changed)))
 
 
 def read_row(conn: sqlite3.Connection, ws: int, view: str, key: str) -> ViewRow | None:
