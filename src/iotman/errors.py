@@ -22,6 +22,7 @@ delivery layers (web, cli) map these classes to HTTP statuses or exit codes.
     ├── Unavailable              shutting down or store unreachable (HTTP 503)
     ├── FunctionAborted          a function's $fail / $require (HTTP: the status it gave)
     ├── FunctionFailed           a function's body failed or hit a limit (HTTP 500)
+    ├── FunctionCallFailed       a function's $iotman_call was refused (HTTP: the refusal's)
     ├── ConfigurationError       a setting or store URL is wrong (CLI exit 2)
     └── StorageFailure           the store failed unexpectedly (HTTP 500)
 """
@@ -37,6 +38,7 @@ __all__ = [
     "DefinitionInvalid",
     "Forbidden",
     "FunctionAborted",
+    "FunctionCallFailed",
     "FunctionFailed",
     "InvalidBody",
     "InvalidJson",
@@ -168,3 +170,16 @@ class FunctionFailed(IotmanError):
     """A function's body failed (a JSONata error, a limit): an authoring error, not the caller's."""
 
     code = "function_failed"
+
+
+class FunctionCallFailed(IotmanError):
+    """A function's ``$iotman_call`` was refused: the function stops with the refusal (its
+    status and code), and says which call it was."""
+
+    def __init__(self, cause: IotmanError, call: str) -> None:
+        super().__init__(cause.message, code=cause.code, field=cause.field, position=cause.position)
+        self.cause = cause
+        self.call = call
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.cause.to_dict(), "call": self.call}

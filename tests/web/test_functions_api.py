@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 
 from iotman.app import build_engine
 from iotman.settings import load_settings
+from iotman.storage.ports import EventQuery
 from iotman.web.application import create_app
 from tests.conftest import Api
 
@@ -175,3 +177,127 @@ def test_a_runaway_body_is_stopped_and_reported_while_other_requests_are_served(
     assert len(served) >= 3, served
     deep = run(tight, "recurse", {})
     assert (deep.status_code, deep.json()["error"]["code"]) == (500, "function_limit_exceeded")
+
+
+# $iotman_call: the workspace's own API, in-process, as the worker, in the function's transaction
+
+RECORD = """(
+  $appended := $iotman_call("POST", "/data/acme/readings", $input);
+  $row := $iotman_call("GET", "/views/acme/latest/data?key=" & $input.device_id);
+  $input.value < 0 ? $fail(422, "negative value") : {"seq": $appended.seq, "seen": $row.data[0].value.value}
+)"""
+
+
+@pytest.fixture
+def plant(api: Api) -> Api:
+    api.source(name="readings")
+    api.admin("POST", "/views", json={"name": "latest", "key": "payload.device_id", "reducer": "last"})
+    api.admin(
+        "POST", "/clients", json={"name": "rec", "scopes": ["iotman:data:*", "iotman:views:*"], "is_worker": True}
+    )
+    created = api.admin("POST", "/functions", json={"name": "record", "body": RECORD, "worker": "rec"})
+    assert created.status_code == 201, created.text
+    return api
+
+
+def events(api: Api) -> list[Any]:
+    return [(e.seq, e.payload) for e in api.engine.store.read_events(EventQuery(1, limit=100, descending=False))]
+
+
+def test_a_function_reads_its_own_writes_and_they_commit_with_it(plant: Api) -> None:
+    answer = run(plant, "record", {"device_id": "d-1", "value": 5})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"result": {"seq": 1, "seen": 5}}  # the view already folded its append
+    assert events(plant) == [(1, '{"device_id":"d-1","value":5}')]
+    row = plant.client.get(f"/views/{plant.ws}/latest/data", params={"key": "d-1"}, headers=plant.auth)
+    assert row.json()["data"][0]["value"] == {"device_id": "d-1", "value": 5}
+    stored = plant.engine.store.read_events(EventQuery(1, limit=1))[0]
+    metadata = json.loads(stored.metadata)
+    assert metadata["auth_method"] == "function"
+    assert metadata["oauth2_client_id"] == "rec"
+    assert metadata["ingest_context"]["sub"] == "worker:rec"
+
+
+def test_fail_undoes_every_append_fold_and_definition_and_seq_stays_gap_free(plant: Api) -> None:
+    body = """(
+      $iotman_call("POST", "/api/v1/workspaces/acme/sources", {"name": "extra"});
+      $iotman_call("POST", "/data/acme/readings", $input);
+      $fail(409, "changed my mind")
+    )"""
+    plant.admin("POST", "/clients", json={"name": "admin-w", "scopes": ["iotman:*"], "is_worker": True})
+    plant.admin("POST", "/functions", json={"name": "undo", "body": body, "worker": "admin-w"})
+    refused = run(plant, "undo", {"device_id": "d-9", "value": 1})
+    assert refused.status_code == 409
+    assert events(plant) == []
+    assert plant.admin("GET", "/sources/extra").status_code == 404
+    empty = plant.client.get(f"/views/{plant.ws}/latest/data", params={"key": "d-9"}, headers=plant.auth)
+    assert empty.json()["data"] == []
+    assert run(plant, "record", {"device_id": "d-1", "value": 2}).json()["result"]["seq"] == 1  # no gap
+    negative = run(plant, "record", {"device_id": "d-2", "value": -1})
+    assert negative.status_code == 422
+    assert [seq for seq, _ in events(plant)] == [1]
+    assert plant.post("readings", '{"device_id": "d-3"}').json()["seq"] == 2
+
+
+def test_a_test_run_always_undoes_and_lists_the_calls(plant: Api) -> None:
+    report = run(plant, "record", {"device_id": "d-1", "value": 7}, test=True)
+    assert report.status_code == 200
+    assert report.json()["ok"] is True
+    assert report.json()["result"] == {"seq": 1, "seen": 7}
+    assert [(c["function"], c["method"], c["status"]) for c in report.json()["calls"]] == [
+        ("iotman_call", "POST", 202),
+        ("iotman_call", "GET", 200),
+    ]
+    assert events(plant) == []
+
+
+def test_calls_are_checked_as_the_worker_and_refusals_stop_the_function(plant: Api) -> None:
+    body = '$iotman_call("POST", "/api/v1/workspaces/acme/sources", {"name": "x"})'
+    plant.admin("POST", "/functions", json={"name": "define", "body": body, "worker": "rec"})
+    denied = run(plant, "define", {})
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "insufficient_scope"
+    assert denied.json()["error"]["call"] == "POST /api/v1/workspaces/acme/sources"
+    other = '$iotman_call("POST", "/data/other/readings", {})'
+    plant.admin("POST", "/functions", json={"name": "other", "body": other, "worker": "rec"})
+    assert run(plant, "other", {}).json()["error"]["code"] == "other_workspace"
+    nowhere = '$iotman_call("DELETE", "/data/acme/readings")'
+    plant.admin("POST", "/functions", json={"name": "nowhere", "body": nowhere, "worker": "rec"})
+    assert run(plant, "nowhere", {}).json()["error"]["code"] == "route_not_callable"
+    missing = '$iotman_call("POST", "/data/acme/nope", {"a": 1})'
+    plant.admin("POST", "/functions", json={"name": "missing", "body": missing, "worker": "rec"})
+    gone = run(plant, "missing", {})
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "source_not_found")
+    assert events(plant) == []
+
+
+def test_functions_that_fail_amid_concurrent_ingest_leave_seq_gap_free_and_lose_nothing(plant: Api) -> None:
+    acknowledged: list[int] = []
+    kept: list[int] = []
+    lock = threading.Lock()
+
+    def ingest(device: int) -> None:
+        for n in range(25):
+            answer = plant.post("readings", f'{{"device_id": "i-{device}", "value": {n}}}')
+            assert answer.status_code == 202
+            with lock:
+                acknowledged.append(answer.json()["seq"])
+
+    def functions() -> None:
+        for n in range(20):
+            answer = run(plant, "record", {"device_id": "f", "value": n if n % 2 else -1})
+            if answer.status_code == 200:
+                with lock:
+                    kept.append(answer.json()["result"]["seq"])
+            else:
+                assert answer.status_code == 422
+
+    threads = [threading.Thread(target=ingest, args=(d,)) for d in range(3)] + [threading.Thread(target=functions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = [seq for seq, _ in events(plant)]
+    assert len(kept) == 10
+    assert stored == list(range(1, 3 * 25 + 10 + 1))  # gap-free: the undone appends left no hole
+    assert sorted(acknowledged + kept) == stored

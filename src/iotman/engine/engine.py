@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from iotman.compute.jsonata_fields import engine_named, limits_from
 from iotman.core.clock import Clock, SystemClock
 from iotman.engine.admin_service import AdminService
+from iotman.engine.function_calls import ApiCalls
 from iotman.engine.function_service import FunctionService
 from iotman.engine.ingest_service import IngestService
 from iotman.engine.read_service import ReadService
@@ -60,7 +61,12 @@ class Engine:
         self.admin = AdminService(store, self.registry, self.clock, self.rebuilds.progress)
         self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
         self.functions = FunctionService(
-            store, self.registry, self.jsonata, self.jsonata_limits, settings.function_timeout_ms
+            store,
+            self.registry,
+            self.jsonata,
+            self.jsonata_limits,
+            settings.function_timeout_ms,
+            ApiCalls(self.registry, self.ingest, self.views, self.admin),
         )
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None

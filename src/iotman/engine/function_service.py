@@ -33,8 +33,17 @@ from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.core.function import FunctionDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import CLIENT, FUNCTION
+from iotman.engine.function_calls import ApiCalls
 from iotman.engine.registry import Registry
-from iotman.errors import Conflict, FunctionAborted, FunctionFailed, InvalidJson, NotFound
+from iotman.errors import (
+    Conflict,
+    FunctionAborted,
+    FunctionCallFailed,
+    FunctionFailed,
+    InvalidJson,
+    IotmanError,
+    NotFound,
+)
 from iotman.storage.ports import Store
 
 __all__ = ["INVOKE_SCOPE", "FunctionRun", "FunctionService"]
@@ -49,7 +58,7 @@ class FunctionRun:
     and the host calls it made, in order."""
 
     result: Any = None
-    error: FunctionAborted | FunctionFailed | None = None
+    error: FunctionAborted | FunctionFailed | FunctionCallFailed | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def answer(self) -> dict[str, Any]:
@@ -91,8 +100,25 @@ def _abort_status(status: Any, host: str) -> int:
 class _HostCalls:
     """The host functions of one run, recording each call."""
 
-    def __init__(self, run: FunctionRun) -> None:
+    def __init__(self, run: FunctionRun, api: ApiCalls, ws: Workspace, worker: Principal) -> None:
         self._run = run
+        self._api = api
+        self._ws = ws
+        self._worker = worker
+        self.defined = False  # whether a call changed definitions (caches are dropped after commit)
+
+    def iotman_call(self, method: Any = None, path: Any = None, body: Any = None) -> Any:
+        record: dict[str, Any] = {"function": "iotman_call", "method": method, "path": path}
+        self._run.calls.append(record)
+        try:
+            answer = self._api.call(self._ws, self._worker, method, path, body)
+        except IotmanError as exc:
+            record["status"] = exc.code
+            raise FunctionCallFailed(exc, f"{method} {path}") from None
+        record["status"] = answer.status
+        if isinstance(path, str) and path.startswith("/api/") and str(method).upper() != "GET":
+            self.defined = True
+        return answer.body
 
     def require(self, condition: Any = None, status: Any = 400, message: Any = "a requirement was not met") -> Any:
         self._run.calls.append({"function": "require", "ok": truthy(condition)})
@@ -107,9 +133,16 @@ class _HostCalls:
 
 class FunctionService:
     def __init__(
-        self, store: Store, registry: Registry, jsonata: JsonataEngine, limits: EvalLimits, timeout_ms: int
+        self,
+        store: Store,
+        registry: Registry,
+        jsonata: JsonataEngine,
+        limits: EvalLimits,
+        timeout_ms: int,
+        api: ApiCalls,
     ) -> None:
         self._store = store
+        self._api = api
         self._registry = registry
         self._jsonata = jsonata
         self._limits = replace(limits, timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None)
@@ -129,7 +162,7 @@ class FunctionService:
             what=what,
         )
 
-    def _function(self, ws: Workspace, name: str) -> tuple[FunctionDefinition, CompiledJsonata]:
+    def _function(self, ws: Workspace, name: str) -> tuple[FunctionDefinition, CompiledJsonata, Principal]:
         record = self._store.get_definition(ws.id, FUNCTION.kind, name)
         if record is None:
             raise NotFound(f"function {name!r} does not exist in workspace {ws.slug!r}", code="function_not_found")
@@ -148,42 +181,67 @@ class FunctionService:
                 f"function {name!r} runs as client {definition.worker!r}, which is missing or not a worker",
                 code="worker_missing",
             )
-        return definition, compiled
+        scopes = tuple(worker.body.get("scopes") or ())
+        return definition, compiled, Principal("worker", ws.id, name=definition.worker, scopes=scopes)
 
-    def run(self, slug: str, name: str, body: bytes, principal: Principal | None, token_given: bool) -> FunctionRun:
-        """Run function ``name`` of workspace ``slug`` on ``body`` (JSON; empty: null)."""
+    def run(
+        self, slug: str, name: str, body: bytes, principal: Principal | None, token_given: bool, *, keep: bool = True
+    ) -> FunctionRun:
+        """Run function ``name`` of workspace ``slug`` on ``body`` (JSON; empty: null) in one
+        store transaction: kept when it returns a result (and ``keep``), undone when it stops."""
         ws = self._registry.workspace(slug)
         what = f"function {name!r}"
         # who may call this workspace's functions first: whether one exists is not for strangers
         self._allow(ws, principal, token_given, INVOKE_SCOPE, what)
-        definition, compiled = self._function(ws, name)
+        definition, compiled, worker = self._function(ws, name)
         if definition.required_scope is not None:
             self._allow(ws, principal, token_given, definition.required_scope, what)
         try:
             value = orjson.loads(body) if body.strip() else None
         except orjson.JSONDecodeError as exc:
             raise InvalidJson(f"the request body is not JSON: {exc}", position=exc.pos) from None
-        return self._evaluate(compiled, value)
-
-    def _evaluate(self, compiled: CompiledJsonata, value: Any) -> FunctionRun:
         run = FunctionRun()
-        host = _HostCalls(run)
-        bindings = {"input": value, "require": host.require, "fail": host.fail}
+        host = _HostCalls(run, self._api, ws, worker)
+
+        def body_in_transaction() -> None:
+            self._evaluate(compiled, value, run, host)
+            if run.error is not None:
+                raise _Undo
+
+        try:
+            self._store.transaction(body_in_transaction, keep=keep)
+        except _Undo:
+            pass
+        finally:
+            if host.defined:  # what the transaction defined (or undid) is read afresh
+                self._registry.forget_definitions(ws)
+        return run
+
+    def _evaluate(self, compiled: CompiledJsonata, value: Any, run: FunctionRun, host: _HostCalls) -> None:
+        bindings = {
+            "input": value,
+            "require": host.require,
+            "fail": host.fail,
+            "iotman_call": host.iotman_call,
+        }
         try:
             result = compiled.evaluate(value, bindings, self._limits)
-        except (FunctionAborted, FunctionFailed) as exc:
+        except (FunctionAborted, FunctionFailed, FunctionCallFailed) as exc:
             run.error = exc
-            return run
+            return
         except JsonataLimitExceeded as exc:
             run.error = FunctionFailed(
                 f"the function was stopped: {exc.message}",
                 code="function_limit_exceeded",
                 details={"jsonata_code": exc.code},
             )
-            return run
+            return
         except JsonataFailure as exc:
             details: dict[str, Any] = {"jsonata_code": exc.code}
             run.error = FunctionFailed(f"the function failed: {exc.message}", position=exc.position, details=details)
-            return run
+            return
         run.result = None if result is UNDEFINED else result
-        return run
+
+
+class _Undo(Exception):
+    """Raised inside the transaction when the function stopped: everything it did is undone."""

@@ -196,6 +196,16 @@ class IngestService:
         self._metrics.ingest_events.inc(len(outcome.ids))
         return IngestAnswer(_answer(outcome, append.batch), outcome.replayed, len(outcome.ids))
 
+    def accept_now(
+        self, source: CompiledSource, principal: Principal, body: bytes, *, content_type: str, batch: bool = False
+    ) -> IngestAnswer:
+        """``accept`` in the caller's thread, without the quarantine (a function's ``$iotman_call``:
+        inside its transaction, the append is undone with it)."""
+        prepared = self._prepare(source, principal, body, content_type, "", batch, None, None)
+        result = self._store.append(prepared)
+        self._metrics.ingest_events.inc(len(result.ids))
+        return IngestAnswer(_answer(result, prepared.batch), result.replayed, len(result.ids))
+
     def _prepare(
         self,
         source: CompiledSource,
@@ -294,7 +304,7 @@ class IngestService:
             metadata = {
                 "source_ip": source_ip,
                 "auth_method": principal.auth_method,
-                "oauth2_client_id": principal.name if principal.kind == "token" else None,
+                "oauth2_client_id": principal.name if principal.kind in ("token", "worker") else None,
                 "ingest_context": _ingest_context(principal),
             }
             text = orjson.dumps(metadata).decode()
@@ -352,7 +362,7 @@ class IngestService:
 def _ingest_context(principal: Principal) -> dict[str, Any]:
     if principal.kind == "anonymous":
         return {}
-    return {"sub": f"token:{principal.name}", "client_id": principal.name, "scope": " ".join(principal.scopes)}
+    return {"sub": principal.label, "client_id": principal.name, "scope": " ".join(principal.scopes)}
 
 
 def _answer(result: AppendResult, batch: bool) -> bytes:

@@ -95,6 +95,12 @@ class ViewService:
         self._allow(ws, principal, token_given, REBUILD_SCOPE, f"rebuilding view {name!r}")
         return self._rebuilds.start(ws, name)
 
+    def read_now(
+        self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
+    ) -> ViewPage:
+        """``read`` in the caller's thread (a function's ``$iotman_call``, inside its transaction)."""
+        return self._read(slug, name, query, principal, token_given)
+
     def _read(
         self, slug: str, name: str, query: dict[str, str], principal: Principal | None, token_given: bool
     ) -> ViewPage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from iotman.core.workspace import Workspace
 from iotman.errors import IotmanError
@@ -35,6 +35,8 @@ __all__ = [
     "ViewFold",
     "ViewRow",
 ]
+
+T = TypeVar("T")
 
 SEQ_BITS = 40
 """Bits of ``seq``: a workspace holds up to 2**40 - 1 events."""
@@ -345,6 +347,12 @@ class Store(Protocol):
 
     # housekeeping ------------------------------------------------------------
     def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None: ...
+
+    def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
+        """Run ``fn()`` with every call of this store inside one write transaction (reads see
+        its writes); kept when ``fn`` returns and ``keep``, all undone when it raises (re-raised)
+        or ``keep`` is false. Not reentrant."""
+        ...
 
     def flush(self) -> None:
         """Wait until every write queued so far is committed."""

@@ -26,6 +26,8 @@ _STATUS: tuple[tuple[type[errors.IotmanError], int], ...] = (
 def status_of(exc: errors.IotmanError) -> int:
     if isinstance(exc, errors.FunctionAborted):
         return exc.status
+    if isinstance(exc, errors.FunctionCallFailed):
+        return status_of(exc.cause)
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -42,7 +43,10 @@ def function_runner(engine: Engine, *, test: bool) -> Callable[[Request], Awaita
         loop = asyncio.get_running_loop()
         # in a worker thread: a long body (up to function_timeout_ms) must not hold up other requests
         run: FunctionRun = await loop.run_in_executor(
-            engine.reads, engine.functions.run, params["ws"], params["name"], body, principal, token is not None
+            engine.reads,
+            functools.partial(
+                engine.functions.run, params["ws"], params["name"], body, principal, token is not None, keep=not test
+            ),
         )
         if test:
             return Response(orjson.dumps(run.report()), media_type="application/json")

@@ -36,12 +36,15 @@ class WriteJob(Protocol):
 
 
 class _CallJob:
-    __slots__ = ("done", "fn", "size")
+    __slots__ = ("alone", "done", "fn", "size")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], done: Callable[[Any], None]) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], done: Callable[[Any], None], *, alone: bool = False
+    ) -> None:
         self.fn = fn
         self.done = done
         self.size = 1
+        self.alone = alone  # in a transaction of its own: never run twice by a group's retry
 
     def run(self, conn: sqlite3.Connection) -> Any:
         conn.execute("SAVEPOINT job")
@@ -86,8 +89,11 @@ class GroupWriter:
             return
         self._queue.put(job)
 
-    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` inside a write transaction and wait; raises its IotmanError."""
+    def call(self, fn: Callable[[sqlite3.Connection], Any], *, alone: bool = False) -> Any:
+        """Run ``fn(conn)`` inside a write transaction and wait; raises its IotmanError.
+
+        ``alone``: in a transaction of its own, not grouped with other jobs (a grouped job
+        runs again, alone, when another job of its group fails)."""
         box: list[Any] = []
         ready = threading.Event()
 
@@ -95,7 +101,7 @@ class GroupWriter:
             box.append(outcome)
             ready.set()
 
-        self.put(_CallJob(fn, done))
+        self.put(_CallJob(fn, done, alone=alone))
         ready.wait()
         outcome = box[0]
         if isinstance(outcome, IotmanError):
@@ -129,12 +135,12 @@ class GroupWriter:
                 return
             group = [job]
             events = job.size
-            while events < self._max_events:
+            while events < self._max_events and not getattr(job, "alone", False):
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
+                if nxt is _STOP or getattr(nxt, "alone", False):
                     pending = nxt
                     break
                 group.append(nxt)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -45,6 +45,29 @@ from iotman.storage.sqlite.tag_index import driving_index, index_name, tag_index
 __all__ = ["AnalyticsOptions", "SqliteStore"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    exc: BaseException
+
+
+class InlineWriter:
+    """The writer as seen from inside ``transaction()``: every job runs at once, on its connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def put(self, job: Any) -> None:
+        job.finish(job.run(self._conn))
+
+    def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return fn(self._conn)
+
+    def call_later(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        fn(self._conn)
+
+
 log = logging.getLogger("iotman.storage.analytics")
 
 _MAX_SEQ = (1 << SEQ_BITS) - 1
@@ -89,6 +112,7 @@ class SqliteStore:
         self._clock = clock or SystemClock()
         self._on_commit = on_commit
         self._local = threading.local()
+        self._bound = threading.local()  # the write connection, on the writer thread, inside transaction()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._tag_indexes: set[str] = set()  # names known to exist
@@ -127,6 +151,9 @@ class SqliteStore:
         self._local = threading.local()
 
     def _reader(self) -> sqlite3.Connection:
+        bound: sqlite3.Connection | None = getattr(self._bound, "conn", None)
+        if bound is not None:
+            return bound
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = open_connection(self.path, synchronous=self._synchronous)
@@ -137,10 +164,51 @@ class SqliteStore:
         return conn
 
     @property
-    def writer(self) -> GroupWriter:
+    def writer(self) -> GroupWriter | InlineWriter:
+        bound: sqlite3.Connection | None = getattr(self._bound, "conn", None)
+        if bound is not None:  # inside transaction(): this store's calls join its savepoint
+            return InlineWriter(bound)
         if self._writer is None:
             raise RuntimeError("store is not open")
         return self._writer
+
+    def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
+        """Run ``fn()`` on the writer thread with every call of this store (appends and view
+        folds, definitions, reads) inside one savepoint of a write transaction, so reads see
+        its own writes. It commits with its group when ``fn`` returns and ``keep``; when
+        ``fn`` raises (the exception is re-raised here) or ``keep`` is false, all of it is
+        undone, ``seq`` positions included. ``fn`` runs once, in a write transaction of its own
+        (other writes wait for it). Not reentrant."""
+
+        def job(conn: sqlite3.Connection) -> Any:
+            conn.execute("SAVEPOINT iotman_transaction")
+            self._bound.conn = conn
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - undone here, raised in the caller's thread
+                self._undo(conn)
+                return _Raised(exc)
+            finally:
+                self._bound.conn = None
+            if keep:
+                conn.execute("RELEASE iotman_transaction")
+            else:
+                self._undo(conn)
+            return result
+
+        if getattr(self._bound, "conn", None) is not None:
+            raise RuntimeError("store transactions do not nest")
+        writer = self.writer
+        # alone: a grouped job runs again when another job of its group fails, and fn must run once
+        outcome = writer.call(job, alone=True) if isinstance(writer, GroupWriter) else writer.call(job)
+        if isinstance(outcome, _Raised):
+            raise outcome.exc
+        return cast(T, outcome)
+
+    def _undo(self, conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK TO iotman_transaction")
+        conn.execute("RELEASE iotman_transaction")
+        self._positions.reset()  # reloaded from the table: the undone appends leave no gap
 
     def flush(self) -> None:
         self.writer.call(lambda conn: None)
@@ -168,6 +236,8 @@ class SqliteStore:
         """``read(conn, query, *args)`` in one read transaction (one snapshot of the log)."""
         self._indexed(query)
         conn = self._reader()
+        if conn.in_transaction:  # inside transaction(): already one snapshot, with its own writes
+            return read(conn, query, *args)
         conn.execute("BEGIN")
         try:
             return read(conn, query, *args)
@@ -200,12 +270,15 @@ class SqliteStore:
                 engine = "duckdb" if rows is not None else "sqlite"
         if rows is None:
             conn = self._reader()
-            conn.execute("BEGIN")
+            begun = not conn.in_transaction  # inside transaction() it already is one
+            if begun:
+                conn.execute("BEGIN")
             try:
                 bounds = self._bounds(query, conn)
                 rows = [] if bounds is None else event_aggregator.aggregate(conn, query, bounds)
             finally:
-                conn.execute("COMMIT")
+                if begun:
+                    conn.execute("COMMIT")
         if self._on_aggregate is not None:
             self._on_aggregate(engine, time.perf_counter() - started)
         return rows
