@@ -412,3 +412,41 @@ def test_a_rebuild_whose_definition_changed_swaps_nothing(store: Store) -> None:
     current = ("view", record.version, record.created_at_us)
     assert store.finish_rebuild(ws, shadow, "counts", None, 0, T0, current) == 2
     assert [(r.key, r.value) for r in store.view_rows(ws, "counts", "", None, 10)] == [('"a"', "1"), ('"b"', "1")]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_transaction_sees_its_own_writes_and_is_kept_or_undone_whole(store: Store) -> None:
+    ws = ws_id(store)
+    store.append(batch(ws, '"before"'))
+    fold = _CountingFold()
+
+    def work() -> list[str]:
+        store.append(batch(ws, '"a"', '"b"', folds=[fold]))
+        store.create_definition(ws, "view", "made-inside", None, {"name": "made-inside"}, T0)
+        seen = [e.payload for e in store.read_events(EventQuery(ws, descending=False, limit=10))]
+        assert store.view_row(ws, "counts", '"a"') is not None  # its own fold is visible inside
+        assert store.get_definition(ws, "view", "made-inside") is not None
+        return seen
+
+    assert store.transaction(work) == ['"before"', '"a"', '"b"']
+    assert store.last_seq(ws) == 3
+    assert store.get_definition(ws, "view", "made-inside") is not None
+
+    def failing() -> None:
+        store.append(batch(ws, '"undone"', folds=[fold]))
+        store.delete_definition(ws, "view", "made-inside")
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        store.transaction(failing)
+    assert store.transaction(lambda: store.append(batch(ws, '"x"')).first_seq, keep=False) == 4
+    assert store.last_seq(ws) == 3  # both undone
+    assert store.get_definition(ws, "view", "made-inside") is not None
+    assert store.view_row(ws, "counts", '"undone"') is None
+    assert store.append(batch(ws, '"after"')).first_seq == 4  # no gap
+    with pytest.raises(RuntimeError):
+        store.transaction(lambda: store.transaction(lambda: None))  # not reentrant
+    assert store.append(batch(ws, '"still fine"')).first_seq == 5
