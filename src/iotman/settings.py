@@ -119,6 +119,14 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "by the `jsonata_*` settings).",
         int,
     ),
+    Setting(
+        "email_max_attempts",
+        8,
+        "Attempts to deliver an email (`$send_email`) before it is dead; retried after 1, 2, 4… times "
+        "`email_backoff_base_ms` (at most 10 minutes, jittered).",
+        _non_negative,
+    ),
+    Setting("email_backoff_base_ms", 1000, "The first retry delay of a failed email, in milliseconds.", _non_negative),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -159,6 +167,8 @@ class Settings:
     jsonata_engine: str = "jlens"
     jsonata_timeout_ms: int = 1000
     function_timeout_ms: int = 5000
+    email_max_attempts: int = 8
+    email_backoff_base_ms: int = 1000
     jsonata_max_steps: int = 1000000
     jsonata_max_depth: int = 200
     jsonata_max_result_bytes: int = 1048576

@@ -31,6 +31,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/workspaces/{ws}"): "iotman:workspaces:read",
     ("DELETE", "/api/v1/workspaces/{ws}"): "iotman:workspaces:delete",
     ("GET", "/api/v1/workspaces/{ws}/quarantine"): "iotman:quarantine:read",
+    ("GET", "/api/v1/workspaces/{ws}/settings/smtp"): "iotman:settings:read",
+    ("PUT", "/api/v1/workspaces/{ws}/settings/smtp"): "iotman:settings:update",
+    ("DELETE", "/api/v1/workspaces/{ws}/settings/smtp"): "iotman:settings:update",
+    ("GET", "/api/v1/workspaces/{ws}/email-outbox"): "iotman:settings:read",
 }
 
 

@@ -13,13 +13,14 @@ from iotman.access.principal import Principal
 from iotman.core.clock import Clock, format_us
 from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
+from iotman.core.smtp import SmtpSettings
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.engine.view_rebuild import RebuildProgress, shadow_name
 from iotman.errors import DefinitionInvalid, NotFound
-from iotman.storage.ports import DefinitionRecord, QuarantineEntry, Store
+from iotman.storage.ports import DefinitionRecord, OutboxEmail, QuarantineEntry, Store
 
 __all__ = ["AdminService", "definition_error", "definition_json", "quarantine_json", "workspace_json"]
 
@@ -198,6 +199,40 @@ class AdminService:
         return self.list_definitions(slug, "sources")
 
     # quarantine ----------------------------------------------------------------------
+    # settings/smtp and the email outbox ----------------------------------------------------
+    def smtp_settings(self, slug: str) -> dict[str, Any]:
+        ws = self._registry.workspace(slug)
+        raw = self._store.get_setting(ws.id, "smtp")
+        if raw is None:
+            raise NotFound(f"workspace {slug!r} has no SMTP settings; PUT them first", code="smtp_not_set")
+        return SmtpSettings.model_validate(raw).public()
+
+    def put_smtp_settings(self, slug: str, body: Any) -> dict[str, Any]:
+        ws = self._registry.workspace(slug)
+        try:
+            settings = SmtpSettings.model_validate(body)
+        except ValidationError as exc:
+            raise definition_error(exc, "SMTP settings") from None
+        if settings.password is None and "password" not in (body or {}):
+            # omitted: the stored password stays (it is never read back, so a client cannot resend it)
+            stored = self._store.get_setting(ws.id, "smtp")
+            if stored is not None and stored.get("password") is not None:
+                settings = settings.model_copy(update={"password": stored["password"]})
+        self._store.put_setting(ws.id, "smtp", settings.model_dump(mode="json"), self._clock.now_us())
+        return settings.public()
+
+    def delete_smtp_settings(self, slug: str) -> None:
+        ws = self._registry.workspace(slug)
+        if not self._store.delete_setting(ws.id, "smtp"):
+            raise NotFound(f"workspace {slug!r} has no SMTP settings", code="smtp_not_set")
+
+    def email_outbox(self, slug: str, limit: int, before_id: int | None) -> tuple[list[dict[str, Any]], int | None]:
+        ws = self._registry.workspace(slug)
+        emails = self._store.list_emails(ws.id, before_id, limit + 1)
+        more = len(emails) > limit
+        emails = emails[:limit]
+        return [email_json(e) for e in emails], emails[-1].id if more and emails else None
+
     def quarantine(self, slug: str, limit: int, before_id: int | None) -> tuple[list[dict[str, Any]], int | None]:
         ws = self._registry.workspace(slug)
         self._store.flush()
@@ -206,6 +241,20 @@ class AdminService:
         entries = entries[:limit]
         next_id = entries[-1].id if more and entries else None
         return [quarantine_json(e) for e in entries], next_id
+
+
+def email_json(email: OutboxEmail) -> dict[str, Any]:
+    return {
+        "id": email.id,
+        "created_at": format_us(email.created_at_us),
+        "to": email.recipients,
+        "subject": email.subject,
+        "state": email.state,
+        "attempts": email.attempts,
+        "next_attempt_at": format_us(email.next_attempt_us) if email.state == "pending" else None,
+        "sent_at": None if email.sent_at_us is None else format_us(email.sent_at_us),
+        "last_error": email.last_error,
+    }
 
 
 def quarantine_json(entry: QuarantineEntry) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from iotman.compute.jsonata_fields import engine_named, limits_from
 from iotman.core.clock import Clock, SystemClock
 from iotman.engine.admin_service import AdminService
+from iotman.engine.email_sender import EmailSender
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.function_service import FunctionService
 from iotman.engine.ingest_service import IngestService
@@ -60,6 +61,13 @@ class Engine:
         self.views = ViewService(store, self.registry, self.reads, self.rebuilds)
         self.admin = AdminService(store, self.registry, self.clock, self.rebuilds.progress)
         self.test_tools = TestTools(self.clock, self.jsonata, self.jsonata_limits)
+        self.email = EmailSender(
+            store,
+            self.clock,
+            self.reads,
+            max_attempts=max(1, settings.email_max_attempts),
+            backoff_base_s=settings.email_backoff_base_ms / 1000,
+        )
         self.functions = FunctionService(
             store,
             self.registry,
@@ -67,6 +75,8 @@ class Engine:
             self.jsonata_limits,
             settings.function_timeout_ms,
             ApiCalls(self.registry, self.ingest, self.views, self.admin),
+            clock=self.clock,
+            on_email=self.email.wake,
         )
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
@@ -86,6 +96,7 @@ class Engine:
         await asyncio.get_running_loop().run_in_executor(self.reads, self.store.open)
         self.ready = True
         self._prune_task = asyncio.create_task(self._prune_loop(), name="iotman-prune")
+        self.email.start()
 
     async def stop(self) -> None:
         """Finish queued writes, then close. Requests in flight are already answered by now."""
@@ -94,6 +105,7 @@ class Engine:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
+        await self.email.stop()
         loop = asyncio.get_running_loop()
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +31,9 @@ from iotman.compute.jsonata_engine import (
     JsonataLimitExceeded,
 )
 from iotman.compute.jsonata_fields import compile_jsonata_field
+from iotman.core.clock import Clock, SystemClock
 from iotman.core.function import FunctionDefinition
+from iotman.core.smtp import EMAIL_ADDRESS
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import CLIENT, FUNCTION
 from iotman.engine.function_calls import ApiCalls
@@ -100,12 +103,40 @@ def _abort_status(status: Any, host: str) -> int:
 class _HostCalls:
     """The host functions of one run, recording each call."""
 
-    def __init__(self, run: FunctionRun, api: ApiCalls, ws: Workspace, worker: Principal) -> None:
+    def __init__(
+        self, run: FunctionRun, api: ApiCalls, ws: Workspace, worker: Principal, store: Store, clock: Clock
+    ) -> None:
         self._run = run
         self._api = api
         self._ws = ws
         self._worker = worker
+        self._store = store
+        self._clock = clock
         self.defined = False  # whether a call changed definitions (caches are dropped after commit)
+        self.emailed = False
+
+    def send_email(self, to: Any = None, subject: Any = None, body: Any = None) -> int:
+        """Queue an email in the function's transaction (sent after commit); its queue id."""
+        recipients = [to] if isinstance(to, str) else to
+        problem = None
+        if not isinstance(recipients, list) or not recipients or len(recipients) > 50:
+            problem = "to must be an email address or a list of 1 to 50 of them"
+        elif not all(isinstance(r, str) and EMAIL_ADDRESS.fullmatch(r) for r in recipients):
+            problem = f"to holds something that is not an email address: {recipients!r}"[:300]
+        elif not isinstance(subject, str) or not 0 < len(subject) <= 998 or "\n" in subject or "\r" in subject:
+            problem = "subject must be one line of 1 to 998 characters"
+        elif not isinstance(body, str) or len(body) > 1_000_000:
+            problem = "body must be text of at most 1,000,000 characters"
+        if problem is not None:
+            self._run.calls.append({"function": "send_email", "error": problem})
+            raise FunctionFailed(f"$send_email: {problem}", code="invalid_email")
+        assert isinstance(recipients, list)
+        assert isinstance(subject, str)
+        assert isinstance(body, str)
+        email_id = self._store.enqueue_email(self._ws.id, recipients, subject, body, self._clock.now_us())
+        self._run.calls.append({"function": "send_email", "to": recipients, "subject": subject, "id": email_id})
+        self.emailed = True
+        return email_id
 
     def iotman_call(self, method: Any = None, path: Any = None, body: Any = None) -> Any:
         record: dict[str, Any] = {"function": "iotman_call", "method": method, "path": path}
@@ -140,9 +171,14 @@ class FunctionService:
         limits: EvalLimits,
         timeout_ms: int,
         api: ApiCalls,
+        *,
+        clock: Clock | None = None,
+        on_email: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._api = api
+        self._clock = clock or SystemClock()
+        self._on_email = on_email
         self._registry = registry
         self._jsonata = jsonata
         self._limits = replace(limits, timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None)
@@ -201,7 +237,7 @@ class FunctionService:
         except orjson.JSONDecodeError as exc:
             raise InvalidJson(f"the request body is not JSON: {exc}", position=exc.pos) from None
         run = FunctionRun()
-        host = _HostCalls(run, self._api, ws, worker)
+        host = _HostCalls(run, self._api, ws, worker, self._store, self._clock)
 
         def body_in_transaction() -> None:
             self._evaluate(compiled, value, run, host)
@@ -215,6 +251,8 @@ class FunctionService:
         finally:
             if host.defined:  # what the transaction defined (or undid) is read afresh
                 self._registry.forget_definitions(ws)
+        if host.emailed and keep and run.error is None and self._on_email is not None:
+            self._on_email()  # committed: the sender delivers now
         return run
 
     def _evaluate(self, compiled: CompiledJsonata, value: Any, run: FunctionRun, host: _HostCalls) -> None:
@@ -223,6 +261,7 @@ class FunctionService:
             "require": host.require,
             "fail": host.fail,
             "iotman_call": host.iotman_call,
+            "send_email": host.send_email,
         }
         try:
             result = compiled.evaluate(value, bindings, self._limits)

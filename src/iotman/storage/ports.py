@@ -26,6 +26,7 @@ __all__ = [
     "FoldBatch",
     "FoldGroup",
     "FoldOutcome",
+    "OutboxEmail",
     "QuarantineEntry",
     "RenderSpec",
     "RenderedText",
@@ -222,6 +223,23 @@ class TokenRecord:
 
 
 @dataclass(slots=True)
+class OutboxEmail:
+    """An email a function sent: pending until the sender delivers it (sent) or gives up (dead)."""
+
+    id: int
+    workspace_id: int
+    created_at_us: int
+    recipients: list[str]
+    subject: str
+    body: str
+    state: str
+    attempts: int
+    next_attempt_us: int
+    last_error: str | None
+    sent_at_us: int | None
+
+
+@dataclass(slots=True)
 class QuarantineEntry:
     workspace_id: int
     at_us: int
@@ -347,6 +365,29 @@ class Store(Protocol):
 
     # housekeeping ------------------------------------------------------------
     def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None: ...
+
+    # workspace settings and the email outbox --------------------------------------------
+    def put_setting(self, workspace_id: int, name: str, body: dict[str, Any], now_us: int) -> None: ...
+
+    def get_setting(self, workspace_id: int, name: str) -> dict[str, Any] | None: ...
+
+    def delete_setting(self, workspace_id: int, name: str) -> bool: ...
+
+    def enqueue_email(self, workspace_id: int, recipients: list[str], subject: str, body: str, now_us: int) -> int:
+        """Queue an email (inside ``transaction``: undone with it); its id."""
+        ...
+
+    def claim_emails(self, now_us: int, lease_us: int, limit: int) -> list[OutboxEmail]:
+        """Due pending emails, held from other senders for ``lease_us``."""
+        ...
+
+    def email_sent(self, email_id: int, now_us: int) -> None: ...
+
+    def email_failed(self, email_id: int, error: str, next_attempt_us: int | None) -> None:
+        """A failed attempt: retried at ``next_attempt_us``, dead when None."""
+        ...
+
+    def list_emails(self, workspace_id: int, before_id: int | None, limit: int) -> list[OutboxEmail]: ...
 
     def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
         """Run ``fn()`` with every call of this store inside one write transaction (reads see

@@ -24,6 +24,7 @@ from iotman.web.admin_auth import AdminAuth
 from iotman.web.data_openapi import DATA_PATHS
 from iotman.web.error_responses import error_response
 from iotman.web.ops_routes import add_ops_routes
+from iotman.web.settings_routes import add_settings_routes
 from iotman.web.test_tool_routes import add_test_tool_routes
 
 __all__ = ["admin_app"]
@@ -204,6 +205,8 @@ def admin_app(engine: Engine) -> FastAPI:
     for kind in KINDS.values():
         _add_collection(app, admin, kind, Caller, JsonBody)
     add_test_tool_routes(app, engine, Caller, JsonBody)
+
+    add_settings_routes(app, admin, Caller, JsonBody)
 
     @app.get(PREFIX + "/{ws}/quarantine", tags=["quarantine"])
     def list_quarantine(

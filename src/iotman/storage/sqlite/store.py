@@ -25,6 +25,7 @@ from iotman.storage.ports import (
     AppendResult,
     DefinitionRecord,
     EventQuery,
+    OutboxEmail,
     QuarantineEntry,
     RenderedText,
     RenderSpec,
@@ -33,7 +34,7 @@ from iotman.storage.ports import (
     ViewFold,
     ViewRow,
 )
-from iotman.storage.sqlite import event_aggregator, event_reader, view_rows
+from iotman.storage.sqlite import email_outbox, event_aggregator, event_reader, view_rows
 from iotman.storage.sqlite.analytics_process import AnalyticsProcess, AnalyticsUnavailable
 from iotman.storage.sqlite.analytics_sql import duckdb_aggregate_sql
 from iotman.storage.sqlite.connection import open_connection
@@ -418,11 +419,49 @@ class SqliteStore:
             if conn.execute("DELETE FROM workspaces WHERE id=?", (workspace_id,)).rowcount == 0:
                 raise NotFound("the workspace does not exist", code="workspace_not_found")
             self._positions.deleted.add(workspace_id)
-            for table in ("definitions", "tokens", "idempotency", "quarantine", "view_rows"):
+            for table in (
+                "definitions",
+                "tokens",
+                "idempotency",
+                "quarantine",
+                "view_rows",
+                "workspace_settings",
+                "email_outbox",
+            ):
                 conn.execute(f"DELETE FROM {table} WHERE ws_id=?", (workspace_id,))  # noqa: S608
             conn.execute("DELETE FROM events WHERE pos >= ? AND pos <= ?", (base, base + _MAX_SEQ))
 
         self.writer.call(fn)
+
+    # workspace settings and the email outbox -------------------------------------------
+    def put_setting(self, workspace_id: int, name: str, body: dict[str, Any], now_us: int) -> None:
+        self.writer.call(lambda conn: email_outbox.put_setting(conn, workspace_id, name, body, now_us))
+
+    def get_setting(self, workspace_id: int, name: str) -> dict[str, Any] | None:
+        return email_outbox.get_setting(self._reader(), workspace_id, name)
+
+    def delete_setting(self, workspace_id: int, name: str) -> bool:
+        deleted: bool = self.writer.call(lambda conn: email_outbox.delete_setting(conn, workspace_id, name))
+        return deleted
+
+    def enqueue_email(self, workspace_id: int, recipients: list[str], subject: str, body: str, now_us: int) -> int:
+        email_id: int = self.writer.call(
+            lambda conn: email_outbox.enqueue(conn, workspace_id, recipients, subject, body, now_us)
+        )
+        return email_id
+
+    def claim_emails(self, now_us: int, lease_us: int, limit: int) -> list[OutboxEmail]:
+        found: list[OutboxEmail] = self.writer.call(lambda conn: email_outbox.claim_due(conn, now_us, lease_us, limit))
+        return found
+
+    def email_sent(self, email_id: int, now_us: int) -> None:
+        self.writer.call(lambda conn: email_outbox.mark_sent(conn, email_id, now_us))
+
+    def email_failed(self, email_id: int, error: str, next_attempt_us: int | None) -> None:
+        self.writer.call(lambda conn: email_outbox.mark_failed(conn, email_id, error, next_attempt_us))
+
+    def list_emails(self, workspace_id: int, before_id: int | None, limit: int) -> list[OutboxEmail]:
+        return email_outbox.list_emails(self._reader(), workspace_id, before_id, limit)
 
     # definitions -------------------------------------------------------------------
     def create_definition(

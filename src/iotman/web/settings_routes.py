@@ -1,0 +1,56 @@
+"""Admin routes of workspace settings: ``settings/smtp`` (password write-only) and the email outbox."""
+
+# no `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from starlette.responses import Response
+
+from iotman.core.smtp import SmtpSettings
+from iotman.engine.admin_service import AdminService
+
+__all__ = ["add_settings_routes"]
+
+PREFIX = "/api/v1/workspaces"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def add_settings_routes(app: FastAPI, admin: AdminService, Caller: Any, JsonBody: Any) -> None:  # noqa: N803
+    smtp_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SmtpSettings.model_json_schema()}},
+        }
+    }
+
+    @app.get(PREFIX + "/{ws}/settings/smtp", tags=["settings"])
+    def get_smtp(ws: str, caller: Caller) -> Response:
+        return _json(admin.smtp_settings(ws))
+
+    @app.put(PREFIX + "/{ws}/settings/smtp", tags=["settings"], openapi_extra=smtp_doc)
+    def put_smtp(ws: str, caller: Caller, body: JsonBody) -> Response:
+        return _json(admin.put_smtp_settings(ws, body))
+
+    @app.delete(PREFIX + "/{ws}/settings/smtp", tags=["settings"], status_code=204)
+    def delete_smtp(ws: str, caller: Caller) -> Response:
+        admin.delete_smtp_settings(ws)
+        return Response(status_code=204)
+
+    @app.get(PREFIX + "/{ws}/email-outbox", tags=["settings"])
+    def list_email_outbox(
+        ws: str,
+        caller: Caller,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    ) -> Response:
+        emails, next_id = admin.email_outbox(ws, limit, before_id)
+        next_page = None
+        if next_id is not None:
+            next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
+        return _json({"data": emails, "next_page": next_page})
