@@ -301,3 +301,100 @@ def test_functions_that_fail_amid_concurrent_ingest_leave_seq_gap_free_and_lose_
     assert len(kept) == 10
     assert stored == list(range(1, 3 * 25 + 10 + 1))  # gap-free: the undone appends left no hole
     assert sorted(acknowledged + kept) == stored
+
+
+# review findings (session 4)
+
+
+@pytest.mark.parametrize("prefix", ["/api", "api"])
+def test_what_an_undone_function_defined_is_gone_for_everyone(plant: Api, prefix: str) -> None:
+    body = f"""(
+      $iotman_call("POST", "{prefix}/v1/workspaces/acme/sources", {{"name": "ghost"}});
+      $iotman_call("POST", "{prefix}/v1/workspaces/acme/views",
+        {{"name": "gv", "key": "payload.k", "reducer": "last"}});
+      $iotman_call("POST", "/data/acme/ghost", {{"k": "a"}});
+      $fail(409, "undo")
+    )"""
+    plant.admin("POST", "/clients", json={"name": "admin-w", "scopes": ["iotman:*"], "is_worker": True})
+    plant.admin("POST", "/functions", json={"name": "ghostly", "body": body, "worker": "admin-w"})
+    assert run(plant, "ghostly", {}).status_code == 409
+    assert plant.post("ghost", '{"k": "a"}').status_code == 404
+    assert plant.client.get(f"/views/{plant.ws}/gv/data", params={"key": "a"}, headers=plant.auth).status_code == 404
+
+
+def test_a_function_sees_its_own_new_view_even_when_the_shared_cache_is_warm(plant: Api) -> None:
+    assert plant.post("readings", '{"device_id": "warm", "value": 1}').status_code == 202  # views now cached
+    body = """(
+      $iotman_call("POST", "/api/v1/workspaces/acme/views",
+        {"name": "v", "key": "payload.device_id", "reducer": "count"});
+      $iotman_call("POST", "/data/acme/readings", {"device_id": "mine", "value": 2});
+      $iotman_call("GET", "/views/acme/v/data?key=mine").data[0].value
+    )"""
+    plant.admin("POST", "/clients", json={"name": "admin-w", "scopes": ["iotman:*"], "is_worker": True})
+    plant.admin("POST", "/functions", json={"name": "fresh", "body": body, "worker": "admin-w"})
+    answer = run(plant, "fresh", {})
+    assert answer.json() == {"result": 1}, answer.text
+    row = plant.client.get(f"/views/{plant.ws}/v/data", params={"key": "mine"}, headers=plant.auth)
+    assert row.json()["data"][0]["value"] == 1
+
+
+def test_a_tag_index_made_in_an_undone_function_is_made_again_when_needed(plant: Api) -> None:
+    plant.admin("POST", "/tag-rules", json={"name": "device_id", "method": "value", "path": "$.device_id"})
+    output = {"name": "o1", "select": {"tags": {"device_id": "d-1"}}}
+    body = f'($iotman_call("POST", "/api/v1/workspaces/acme/outputs", {json.dumps(output)}); $fail(409, "x"))'
+    plant.admin("POST", "/clients", json={"name": "admin-w", "scopes": ["iotman:*"], "is_worker": True})
+    plant.admin("POST", "/functions", json={"name": "tagged", "body": body, "worker": "admin-w"})
+    assert run(plant, "tagged", {}).status_code == 409
+    assert plant.admin("POST", "/outputs", json=output).status_code == 201
+    endpoint = {"name": "e", "output": "o1", "auth": "none"}
+    assert plant.admin("POST", "/export-endpoints", json=endpoint).status_code == 201
+    assert plant.post("readings", '{"device_id": "d-1", "value": 3}').status_code == 202
+    read = plant.client.get(f"/data/{plant.ws}/e")
+    assert read.status_code == 200, read.text
+
+
+def test_a_blank_key_is_a_lookup_of_the_empty_key_not_a_scan(plant: Api) -> None:
+    plant.post("readings", '{"device_id": "d-1", "value": 42}')
+    body = '$iotman_call("GET", "/views/acme/latest/data?key=" & $input.id).data'
+    plant.admin("POST", "/functions", json={"name": "peek", "body": body, "worker": "rec"})
+    assert run(plant, "peek", {"id": ""}).json() == {"result": []}
+
+
+def test_odd_arguments_never_break_a_test_report(plant: Api) -> None:
+    plant.admin("POST", "/functions", json={"name": "odd", "body": "1", "worker": "rec"})
+    for body in (
+        "$fail(418, function($x) { $x })",
+        "$fail(function($x) { $x }, 'm')",
+        '$iotman_call(function($x){$x}, "/x")',
+    ):
+        plant.admin("PUT", "/functions/odd", json={"name": "odd", "body": body, "worker": "rec"})
+        report = run(plant, "odd", {}, test=True)
+        assert report.status_code == 200, (body, report.text)
+        assert report.json()["ok"] is False
+    plant.admin("PUT", "/functions/odd", json={"name": "odd", "body": "$fail($input.nope, {'a': 1})", "worker": "rec"})
+    stopped = run(plant, "odd", {})
+    assert (stopped.status_code, stopped.json()["error"]["message"]) == (400, '{"a":1}')
+    missing = '$iotman_call("POST", "/data/acme/nope", {})'
+    plant.admin("PUT", "/functions/odd", json={"name": "odd", "body": missing, "worker": "rec"})
+    assert run(plant, "odd", {}, test=True).json()["calls"][0]["error"] == "source_not_found"
+
+
+def test_nobody_hands_a_function_or_client_scopes_they_lack(plant: Api) -> None:
+    plant.admin("POST", "/clients", json={"name": "ops", "scopes": ["iotman:*"], "is_worker": True})
+    low = plant.token_for("iotman:functions:create", "iotman:functions:invoke", "iotman:clients:create")
+    as_ops = plant.admin("POST", "/functions", json={"name": "f", "body": "1", "worker": "ops"}, token=low)
+    assert (as_ops.status_code, as_ops.json()["error"]["code"]) == (403, "scope_escalation")
+    wide = plant.admin("POST", "/clients", json={"name": "mine", "scopes": ["iotman:*"]}, token=low)
+    assert (wide.status_code, wide.json()["error"]["code"]) == (403, "scope_escalation")
+    custom = plant.admin("POST", "/clients", json={"name": "mine", "scopes": ["shop:order"]}, token=low)
+    assert custom.status_code == 403
+    # a full-access token grants any scope, workspace-defined ones too
+    assert plant.admin("POST", "/clients", json={"name": "shopper", "scopes": ["shop:order"]}).status_code == 201
+
+
+def test_the_caller_is_checked_before_a_body_is_read(plant: Api) -> None:
+    big = b"[" + b"1," * 600_000 + b"1]"
+    anonymous = plant.client.post(f"/functions/{plant.ws}/record", content=big)
+    assert anonymous.status_code == 401
+    too_big = plant.client.post(f"/functions/{plant.ws}/record", content=big, headers=plant.auth)
+    assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "payload_too_large")

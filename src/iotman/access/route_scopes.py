@@ -35,6 +35,11 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("PUT", "/api/v1/workspaces/{ws}/settings/smtp"): "iotman:settings:update",
     ("DELETE", "/api/v1/workspaces/{ws}/settings/smtp"): "iotman:settings:update",
     ("GET", "/api/v1/workspaces/{ws}/email-outbox"): "iotman:settings:read",
+    ("GET", "/api/v1/workspaces/{ws}/settings/sftp-profiles"): "iotman:settings:read",
+    ("POST", "/api/v1/workspaces/{ws}/settings/sftp-profiles"): "iotman:settings:update",
+    ("GET", "/api/v1/workspaces/{ws}/settings/sftp-profiles/{name}"): "iotman:settings:read",
+    ("PUT", "/api/v1/workspaces/{ws}/settings/sftp-profiles/{name}"): "iotman:settings:update",
+    ("DELETE", "/api/v1/workspaces/{ws}/settings/sftp-profiles/{name}"): "iotman:settings:update",
 }
 
 

@@ -13,13 +13,14 @@ from iotman.access.principal import Principal
 from iotman.core.clock import Clock, format_us
 from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
+from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.engine.view_rebuild import RebuildProgress, shadow_name
-from iotman.errors import DefinitionInvalid, NotFound
+from iotman.errors import Conflict, DefinitionInvalid, NotFound
 from iotman.storage.ports import DefinitionRecord, OutboxEmail, QuarantineEntry, Store
 
 __all__ = ["AdminService", "definition_error", "definition_json", "quarantine_json", "workspace_json"]
@@ -116,19 +117,22 @@ class AdminService:
         stored: dict[str, Any] = definition.stored()
         return stored
 
-    def create(self, slug: str, collection: str, body: Any) -> DefinitionRecord:
+    def create(self, slug: str, collection: str, body: Any, caller: Principal | None = None) -> DefinitionRecord:
+        """``caller``: who asks (functions and clients may not grant scopes the caller lacks)."""
         kind = KINDS[collection]
         ws = self._registry.workspace(slug)
         definition = self._parse(kind, body)
         stored = self._stored(definition)
-        self._checks.check(ws, kind, definition, stored)
+        self._checks.check(ws, kind, definition, stored, caller)
         record = self._store.create_definition(
             ws.id, kind.kind, definition.name, kind.parse_path(stored), stored, self._clock.now_us()
         )
         self._after_change(ws, kind, definition)
         return record
 
-    def replace(self, slug: str, collection: str, name: str, body: Any) -> DefinitionRecord:
+    def replace(
+        self, slug: str, collection: str, name: str, body: Any, caller: Principal | None = None
+    ) -> DefinitionRecord:
         kind = KINDS[collection]
         ws = self._registry.workspace(slug)
         if isinstance(body, dict):
@@ -141,7 +145,7 @@ class AdminService:
                 )
         definition = self._parse(kind, body)
         stored = self._stored(definition)
-        self._checks.check(ws, kind, definition, stored)
+        self._checks.check(ws, kind, definition, stored, caller)
         record = self._store.replace_definition(
             ws.id, kind.kind, name, kind.parse_path(stored), stored, self._clock.now_us()
         )
@@ -226,6 +230,47 @@ class AdminService:
         if not self._store.delete_setting(ws.id, "smtp"):
             raise NotFound(f"workspace {slug!r} has no SMTP settings", code="smtp_not_set")
 
+    # settings/sftp-profiles ------------------------------------------------------------------
+    def sftp_profiles(self, slug: str) -> list[dict[str, Any]]:
+        ws = self._registry.workspace(slug)
+        return [SftpProfile.model_validate(body).public() for _, body in self._store.list_settings(ws.id, SFTP_PREFIX)]
+
+    def sftp_profile(self, slug: str, name: str) -> dict[str, Any]:
+        return self._sftp_profile(self._registry.workspace(slug), name).public()
+
+    def _sftp_profile(self, ws: Workspace, name: str) -> SftpProfile:
+        raw = self._store.get_setting(ws.id, SFTP_PREFIX + name)
+        if raw is None:
+            raise NotFound(f"SFTP profile {name!r} does not exist", code="sftp_profile_not_found")
+        return SftpProfile.model_validate(raw)
+
+    def put_sftp_profile(self, slug: str, body: Any, name: str | None = None) -> dict[str, Any]:
+        """Create (``name`` None: 409 if it exists) or replace a profile; omitted secrets are kept."""
+        ws = self._registry.workspace(slug)
+        try:
+            profile = SftpProfile.model_validate(body)
+        except ValidationError as exc:
+            raise definition_error(exc, "SFTP profile") from None
+        stored = self._store.get_setting(ws.id, SFTP_PREFIX + profile.name)
+        if name is None and stored is not None:
+            raise Conflict(f"SFTP profile {profile.name!r} already exists", code="already_exists", field="name")
+        if name is not None:
+            if profile.name != name:
+                raise DefinitionInvalid("the body's name must be the URL's", code="name_mismatch", field="name")
+            if stored is None:
+                raise NotFound(f"SFTP profile {name!r} does not exist", code="sftp_profile_not_found")
+            kept = {k: stored[k] for k in ("password", "private_key") if k not in (body or {}) and stored.get(k)}
+            profile = profile.model_copy(update=kept)
+        self._store.put_setting(
+            ws.id, SFTP_PREFIX + profile.name, profile.model_dump(mode="json"), self._clock.now_us()
+        )
+        return profile.public()
+
+    def delete_sftp_profile(self, slug: str, name: str) -> None:
+        ws = self._registry.workspace(slug)
+        if not self._store.delete_setting(ws.id, SFTP_PREFIX + name):
+            raise NotFound(f"SFTP profile {name!r} does not exist", code="sftp_profile_not_found")
+
     def email_outbox(self, slug: str, limit: int, before_id: int | None) -> tuple[list[dict[str, Any]], int | None]:
         ws = self._registry.workspace(slug)
         emails = self._store.list_emails(ws.id, before_id, limit + 1)
@@ -241,6 +286,9 @@ class AdminService:
         entries = entries[:limit]
         next_id = entries[-1].id if more and entries else None
         return [quarantine_json(e) for e in entries], next_id
+
+
+SFTP_PREFIX = "sftp-profile:"
 
 
 def email_json(email: OutboxEmail) -> dict[str, Any]:

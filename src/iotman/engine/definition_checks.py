@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from iotman.access.principal import Principal
 from iotman.compute.jsonata_engine import JsonataEngine
 from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.connect.schema_check import compile_schema
@@ -30,12 +31,15 @@ from iotman.engine.definition_kinds import (
     VIEW,
     DefinitionKind,
 )
-from iotman.errors import Conflict, DefinitionInvalid
+from iotman.errors import Conflict, DefinitionInvalid, Forbidden
 from iotman.process.constructor import compile_constructor
 from iotman.process.tag_rules import compile_tag_rule
 from iotman.storage.ports import Store
 
-__all__ = ["DefinitionChecks"]
+__all__ = ["GRANT_SCOPE", "DefinitionChecks"]
+
+GRANT_SCOPE = "iotman:scopes:grant"
+"""Lets a caller hand out workspace-defined (non-``iotman:``) scopes it does not hold itself."""
 
 
 class DefinitionChecks:
@@ -46,7 +50,14 @@ class DefinitionChecks:
     def _names(self, ws: Workspace, kind: DefinitionKind) -> set[str]:
         return {r.name for r in self._store.list_definitions(ws.id, kind.kind)}
 
-    def check(self, ws: Workspace, kind: DefinitionKind, definition: Any, stored: dict[str, Any]) -> None:
+    def check(
+        self,
+        ws: Workspace,
+        kind: DefinitionKind,
+        definition: Any,
+        stored: dict[str, Any],
+        caller: Principal | None = None,
+    ) -> None:
         if kind is SOURCE:
             self._source(ws, definition, stored)
         elif kind is TAG_RULE:
@@ -58,11 +69,31 @@ class DefinitionChecks:
         elif kind is VIEW:
             self._view(ws, definition)
         elif kind is FUNCTION:
-            self._function(ws, definition)
+            self._function(ws, definition, caller)
         elif kind is CLIENT:
-            self._client(ws, definition)
+            self._client(ws, definition, caller)
 
-    def _function(self, ws: Workspace, definition: FunctionDefinition) -> None:
+    @staticmethod
+    def _grantable(caller: Principal | None, scopes: list[str], field: str, what: str) -> None:
+        """Nobody hands out scopes they do not hold (a function runs with its worker's)."""
+        if caller is None or caller.server_admin:
+            return
+        # iotman: scopes only by who holds them; workspace-defined ones also by iotman:scopes:grant
+        may_grant_own = caller.has_scope(GRANT_SCOPE)
+        missing = [
+            scope
+            for scope in scopes
+            if not caller.has_scope(scope) and (scope.startswith("iotman:") or not may_grant_own)
+        ]
+        if missing:
+            raise Forbidden(
+                f"{what} would grant scope {missing[0]!r}, which the caller does not hold",
+                code="scope_escalation",
+                field=field,
+                details={"missing_scopes": missing},
+            )
+
+    def _function(self, ws: Workspace, definition: FunctionDefinition, caller: Principal | None) -> None:
         compile_jsonata_field(self._jsonata, definition.body, "body")
         worker = self._store.get_definition(ws.id, CLIENT.kind, definition.worker)
         if worker is None:
@@ -75,8 +106,10 @@ class DefinitionChecks:
             raise DefinitionInvalid(
                 f"client {definition.worker!r} is not a worker (is_worker: false)", code="not_a_worker", field="worker"
             )
+        self._grantable(caller, list(worker.body.get("scopes") or []), "worker", f"running as {definition.worker!r}")
 
-    def _client(self, ws: Workspace, definition: ClientDefinition) -> None:
+    def _client(self, ws: Workspace, definition: ClientDefinition, caller: Principal | None) -> None:
+        self._grantable(caller, definition.scopes, "scopes", f"client {definition.name!r}")
         if not definition.is_worker:
             users = self._worker_users(ws, definition.name)
             if users:

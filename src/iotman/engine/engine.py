@@ -38,6 +38,8 @@ class Engine:
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.reads = ThreadPoolExecutor(max_workers=settings.read_threads, thread_name_prefix="iotman-read")
+        # functions wait for the writer while they run: their own threads, so reads never queue behind them
+        self.function_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="iotman-function")
         self.jsonata_limits = limits_from(
             settings.jsonata_timeout_ms,
             settings.jsonata_max_steps,
@@ -88,6 +90,7 @@ class Engine:
     def close(self) -> None:
         self.ready = False
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
+        self.function_threads.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.store.close()
 
@@ -108,6 +111,7 @@ class Engine:
         await self.email.stop()
         loop = asyncio.get_running_loop()
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
+        await loop.run_in_executor(None, lambda: self.function_threads.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
         await loop.run_in_executor(None, self.store.close)
 

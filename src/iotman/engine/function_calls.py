@@ -15,6 +15,7 @@ A non-2xx answer raises ``ApiCallFailed`` (the function stops with that status).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -51,14 +52,24 @@ class ApiCalls:
         self._views = views
         self._admin = admin
 
-    def call(self, ws: Workspace, worker: Principal, method: Any, path: Any, body: Any = None) -> CallAnswer:
-        """Raises an ``IotmanError`` for a refused call (the caller maps it to its status)."""
+    def call(
+        self,
+        ws: Workspace,
+        worker: Principal,
+        method: Any,
+        path: Any,
+        body: Any = None,
+        *,
+        on_define: Callable[[], None] | None = None,
+    ) -> CallAnswer:
+        """Raises an ``IotmanError`` for a refused call (the caller maps it to its status).
+        ``on_define`` is called before a call that may change definitions."""
         if not isinstance(method, str) or not isinstance(path, str):
             raise NotFound("$iotman_call takes a method and a path, both text", code="route_not_callable")
         method = method.upper()
         parts = urlsplit(path)
         segments = [unquote(s) for s in parts.path.strip("/").split("/")]
-        query = dict(parse_qsl(parts.query))
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))  # `?key=` is a lookup of "", not a scan
         if len(segments) == 3 and segments[0] == "data" and method == "POST":
             self._own(ws, segments[1], path)
             return self._append(ws, worker, segments[2], body, query)
@@ -68,6 +79,8 @@ class ApiCalls:
             return CallAnswer(200, orjson.loads(page.body()))
         if len(segments) in (5, 6) and segments[:3] == ["api", "v1", "workspaces"] and segments[4] in COLLECTIONS:
             self._own(ws, segments[3], path)
+            if method != "GET" and on_define is not None:
+                on_define()
             return self._definitions(ws, worker, method, segments[4], segments[5] if len(segments) == 6 else None, body)
         raise NotFound(
             f"{method} {parts.path} cannot be called from a function (callable: POST /data/…, GET /views/…/data, "
@@ -109,12 +122,12 @@ class ApiCalls:
         if name is None:
             if method == "GET":
                 return CallAnswer(200, {"data": admin.list_definitions(ws.slug, collection)})
-            record = admin.create(ws.slug, collection, body)
+            record = admin.create(ws.slug, collection, body, worker)
             return CallAnswer(201, admin.get(ws.slug, collection, record.name))
         if method == "GET":
             return CallAnswer(200, admin.get(ws.slug, collection, name))
         if method == "PUT":
-            admin.replace(ws.slug, collection, name, body)
+            admin.replace(ws.slug, collection, name, body, worker)
             return CallAnswer(200, admin.get(ws.slug, collection, name))
         admin.delete(ws.slug, collection, name)
         return CallAnswer(204, None)

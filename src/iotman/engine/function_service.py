@@ -33,8 +33,10 @@ from iotman.compute.jsonata_engine import (
 from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.core.clock import Clock, SystemClock
 from iotman.core.function import FunctionDefinition
+from iotman.core.sftp import SftpProfile, remote_target
 from iotman.core.smtp import EMAIL_ADDRESS
 from iotman.core.workspace import Workspace
+from iotman.engine.admin_service import SFTP_PREFIX
 from iotman.engine.definition_kinds import CLIENT, FUNCTION
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.registry import Registry
@@ -47,6 +49,7 @@ from iotman.errors import (
     IotmanError,
     NotFound,
 )
+from iotman.export import sftp_upload
 from iotman.storage.ports import Store
 
 __all__ = ["INVOKE_SCOPE", "FunctionRun", "FunctionService"]
@@ -92,7 +95,20 @@ def truthy(value: Any) -> bool:
     return False  # a function
 
 
+def _text(value: Any) -> str:
+    """A host function's argument as text for answers and reports: strings as they are,
+    numbers and other JSON as JSON, what JSON cannot hold (a function) as its kind."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return f"<{type(value).__name__}>"
+
+
 def _abort_status(status: Any, host: str) -> int:
+    if status is None:  # not given (or undefined): the default
+        return 400
     if isinstance(status, bool) or not isinstance(status, int | float) or status != int(status):
         raise FunctionFailed(f"{host}: the status must be an integer from 400 to 599, not {status!r}")
     if not 400 <= int(status) <= 599:
@@ -114,6 +130,38 @@ class _HostCalls:
         self._clock = clock
         self.defined = False  # whether a call changed definitions (caches are dropped after commit)
         self.emailed = False
+        self.dry_run = False  # a test run: nothing leaves the server (SFTP uploads are not made)
+
+    def ftp_upload(self, profile_id: Any = None, remote_path: Any = None, content: Any = None) -> int:
+        """Write ``content`` (text as UTF-8, anything else as JSON) through an SFTP profile, now:
+        not undone if the function stops later. The bytes written."""
+        if not isinstance(profile_id, str) or not isinstance(remote_path, str):
+            raise FunctionFailed("$ftp_upload takes a profile id, a remote path and the content", code="invalid_upload")
+        data = content.encode() if isinstance(content, str) else orjson.dumps(content)
+        record: dict[str, Any] = {"function": "ftp_upload", "profile": profile_id, "path": remote_path}
+        self._run.calls.append(record)
+        raw = self._store.get_setting(self._ws.id, SFTP_PREFIX + profile_id)
+        if raw is None:
+            record["error"] = "unknown profile"
+            raise FunctionFailed(f"$ftp_upload: no SFTP profile {profile_id!r}", code="sftp_profile_not_found")
+        profile = SftpProfile.model_validate(raw)
+        try:
+            remote_target(profile.base_path, remote_path)
+        except ValueError as exc:
+            record["error"] = str(exc)
+            raise FunctionFailed(f"$ftp_upload: {exc}", code="invalid_upload") from None
+        if self.dry_run:
+            record |= {"bytes": len(data), "performed": False}
+            return len(data)
+        try:
+            written = sftp_upload.upload(profile, remote_path, data)
+        except Exception as exc:  # noqa: BLE001 - any failure of the transfer stops the function
+            record["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            raise FunctionFailed(
+                f"$ftp_upload to {profile_id!r} failed: {record['error']}", code="upload_failed"
+            ) from None
+        record |= {"bytes": written, "performed": True}
+        return written
 
     def send_email(self, to: Any = None, subject: Any = None, body: Any = None) -> int:
         """Queue an email in the function's transaction (sent after commit); its queue id."""
@@ -139,27 +187,28 @@ class _HostCalls:
         return email_id
 
     def iotman_call(self, method: Any = None, path: Any = None, body: Any = None) -> Any:
-        record: dict[str, Any] = {"function": "iotman_call", "method": method, "path": path}
+        record: dict[str, Any] = {"function": "iotman_call", "method": _text(method), "path": _text(path)}
         self._run.calls.append(record)
         try:
-            answer = self._api.call(self._ws, self._worker, method, path, body)
+            answer = self._api.call(self._ws, self._worker, method, path, body, on_define=self._defining)
         except IotmanError as exc:
-            record["status"] = exc.code
-            raise FunctionCallFailed(exc, f"{method} {path}") from None
+            record["error"] = exc.code
+            raise FunctionCallFailed(exc, f"{_text(method)} {_text(path)}") from None
         record["status"] = answer.status
-        if isinstance(path, str) and path.startswith("/api/") and str(method).upper() != "GET":
-            self.defined = True
         return answer.body
+
+    def _defining(self) -> None:
+        self.defined = True
 
     def require(self, condition: Any = None, status: Any = 400, message: Any = "a requirement was not met") -> Any:
         self._run.calls.append({"function": "require", "ok": truthy(condition)})
         if truthy(condition):
             return condition
-        raise FunctionAborted(_abort_status(status, "$require"), str(message))
+        raise FunctionAborted(_abort_status(status, "$require"), _text(message))
 
     def fail(self, status: Any = 400, message: Any = "the function failed") -> Any:
-        self._run.calls.append({"function": "fail", "status": status, "message": message})
-        raise FunctionAborted(_abort_status(status, "$fail"), str(message))
+        self._run.calls.append({"function": "fail", "status": _text(status), "message": _text(message)})
+        raise FunctionAborted(_abort_status(status, "$fail"), _text(message))
 
 
 class FunctionService:
@@ -220,6 +269,10 @@ class FunctionService:
         scopes = tuple(worker.body.get("scopes") or ())
         return definition, compiled, Principal("worker", ws.id, name=definition.worker, scopes=scopes)
 
+    def check_caller(self, slug: str, principal: Principal | None, token_given: bool) -> None:
+        """Whether the caller may run this workspace's functions at all (before its body is read)."""
+        self._allow(self._registry.workspace(slug), principal, token_given, INVOKE_SCOPE, "functions")
+
     def run(
         self, slug: str, name: str, body: bytes, principal: Principal | None, token_given: bool, *, keep: bool = True
     ) -> FunctionRun:
@@ -238,9 +291,13 @@ class FunctionService:
             raise InvalidJson(f"the request body is not JSON: {exc}", position=exc.pos) from None
         run = FunctionRun()
         host = _HostCalls(run, self._api, ws, worker, self._store, self._clock)
+        host.dry_run = not keep
 
         def body_in_transaction() -> None:
-            self._evaluate(compiled, value, run, host)
+            # uncommitted definitions stay out of the shared caches, and shared ones (possibly
+            # older than what this transaction defines) stay out of the function
+            with self._registry.uncached():
+                self._evaluate(compiled, value, run, host)
             if run.error is not None:
                 raise _Undo
 
@@ -262,6 +319,7 @@ class FunctionService:
             "fail": host.fail,
             "iotman_call": host.iotman_call,
             "send_email": host.send_email,
+            "ftp_upload": host.ftp_upload,
         }
         try:
             result = compiled.evaluate(value, bindings, self._limits)

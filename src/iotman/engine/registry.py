@@ -8,8 +8,10 @@ after ``token_cache_seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +123,21 @@ class Registry:
         # bumped on every invalidation: a lookup that raced a definition change does not
         # put its (possibly stale) result into the cache
         self._generation = 0
+        # set on a thread running a function's transaction: its definitions are not committed
+        # (and may be undone), so it neither reads the shared caches nor fills them
+        self._private = threading.local()
+
+    @contextlib.contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Within: this thread's definition lookups go to the store, and nothing is cached."""
+        self._private.on = True
+        try:
+            yield
+        finally:
+            self._private.on = False
+
+    def _shared(self) -> bool:
+        return not getattr(self._private, "on", False)
 
     # workspaces ------------------------------------------------------------------
     def cached_workspace(self, slug: str) -> Workspace | None:
@@ -152,10 +169,11 @@ class Registry:
 
     # sources ---------------------------------------------------------------------
     def cached_source(self, ws: Workspace, path: str) -> CompiledSource | None:
-        return self._sources.get((ws.id, path))
+        return self._sources.get((ws.id, path)) if self._shared() else None
 
     def source(self, ws: Workspace, path: str) -> CompiledSource:
-        found = self._sources.get((ws.id, path))
+        shared = self._shared()
+        found = self._sources.get((ws.id, path)) if shared else None
         if found is None:
             generation = self._generation
             record = self._store.find_definition_by_path(ws.id, SOURCE.kind, path)
@@ -166,7 +184,7 @@ class Registry:
                     field="path",
                 )
             found = self.compile_source(ws, record)
-            if generation == self._generation:
+            if shared and generation == self._generation:
                 self._sources[(ws.id, path)] = found
         return found
 
@@ -178,10 +196,11 @@ class Registry:
 
     # tag rules -------------------------------------------------------------------
     def cached_tag_set(self, ws: Workspace) -> TagSet | None:
-        return self._tag_sets.get(ws.id)
+        return self._tag_sets.get(ws.id) if self._shared() else None
 
     def tag_set(self, ws: Workspace) -> TagSet:
-        found = self._tag_sets.get(ws.id)
+        shared = self._shared()
+        found = self._tag_sets.get(ws.id) if shared else None
         if found is None:
             generation = self._generation
             rules = [
@@ -189,7 +208,7 @@ class Registry:
                 for r in self._store.list_definitions(ws.id, TAG_RULE.kind)
             ]
             found = TagSet(rules)
-            if generation == self._generation:
+            if shared and generation == self._generation:
                 self._tag_sets[ws.id] = found
         return found
 
@@ -218,12 +237,13 @@ class Registry:
         )
 
     def cached_views(self, ws: Workspace) -> list[CompiledView] | None:
-        return self._views.get(ws.id)
+        return self._views.get(ws.id) if self._shared() else None
 
     def views(self, ws: Workspace) -> list[CompiledView]:
         """The workspace's views that compile; one that does not (saved under another JSONata
         engine, say) is left out and reported on its status, never failing ingest."""
-        found = self._views.get(ws.id)
+        shared = self._shared()
+        found = self._views.get(ws.id) if shared else None
         if found is None:
             generation = self._generation
             found = []
@@ -234,7 +254,7 @@ class Registry:
                     status.broken = None
                 except (DefinitionInvalid, ValueError) as exc:
                     status.broken = str(exc)
-            if generation == self._generation:
+            if shared and generation == self._generation:
                 self._views[ws.id] = found
         return found
 
@@ -272,10 +292,11 @@ class Registry:
         return self.compile_output(ws, OutputDefinition.model_validate(record.body))
 
     def cached_read_target(self, ws: Workspace, path: str) -> ReadTarget | None:
-        return self._targets.get((ws.id, path))
+        return self._targets.get((ws.id, path)) if self._shared() else None
 
     def read_target(self, ws: Workspace, path: str) -> ReadTarget:
-        found = self._targets.get((ws.id, path))
+        shared = self._shared()
+        found = self._targets.get((ws.id, path)) if shared else None
         if found is not None:
             return found
         generation = self._generation
@@ -307,7 +328,7 @@ class Registry:
                 )
             passthrough = CompiledOutput(source.name, (source.name,), None, None, self.output_status(ws, source.name))
             found = ReadTarget(ws, source.name, passthrough, _READ_AUTH[source.read_auth], None, ())
-        if generation == self._generation:
+        if shared and generation == self._generation:
             self._targets[(ws.id, path)] = found
         return found
 

@@ -373,6 +373,10 @@ class Store(Protocol):
 
     def delete_setting(self, workspace_id: int, name: str) -> bool: ...
 
+    def list_settings(self, workspace_id: int, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """Settings whose name starts with ``prefix``, by name."""
+        ...
+
     def enqueue_email(self, workspace_id: int, recipients: list[str], subject: str, body: str, now_us: int) -> int:
         """Queue an email (inside ``transaction``: undone with it); its id."""
         ...

@@ -103,15 +103,15 @@ def _add_collection(app: FastAPI, admin: AdminService, kind: DefinitionKind, cal
     def list_all(ws: str, _: caller) -> Response:
         return _json({"data": admin.list_definitions(ws, collection)})
 
-    def create(ws: str, _: caller, body: body_type) -> Response:
-        record = admin.create(ws, collection, body)
+    def create(ws: str, who: caller, body: body_type) -> Response:
+        record = admin.create(ws, collection, body, who)
         return _json(admin.get(ws, collection, record.name), 201)
 
     def get_one(ws: str, name: str, _: caller) -> Response:
         return _json(admin.get(ws, collection, name))
 
-    def replace(ws: str, name: str, _: caller, body: body_type) -> Response:
-        admin.replace(ws, collection, name, body)
+    def replace(ws: str, name: str, who: caller, body: body_type) -> Response:
+        admin.replace(ws, collection, name, body, who)
         return _json(admin.get(ws, collection, name))
 
     def delete(ws: str, name: str, _: caller) -> Response:

@@ -1,4 +1,5 @@
-"""Admin routes of workspace settings: ``settings/smtp`` (password write-only) and the email outbox."""
+"""Admin routes of workspace settings: ``settings/smtp``, ``settings/sftp-profiles`` (secrets
+write-only) and the email outbox."""
 
 # no `from __future__ import annotations`: FastAPI resolves the Annotated aliases at runtime
 
@@ -8,6 +9,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from starlette.responses import Response
 
+from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
 from iotman.engine.admin_service import AdminService
 
@@ -54,3 +56,32 @@ def add_settings_routes(app: FastAPI, admin: AdminService, Caller: Any, JsonBody
         if next_id is not None:
             next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
         return _json({"data": emails, "next_page": next_page})
+
+    sftp_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SftpProfile.model_json_schema()}},
+        }
+    }
+    base = PREFIX + "/{ws}/settings/sftp-profiles"
+
+    @app.get(base, tags=["settings"])
+    def list_sftp_profiles(ws: str, caller: Caller) -> Response:
+        return _json({"data": admin.sftp_profiles(ws)})
+
+    @app.post(base, tags=["settings"], status_code=201, openapi_extra=sftp_doc)
+    def create_sftp_profile(ws: str, caller: Caller, body: JsonBody) -> Response:
+        return _json(admin.put_sftp_profile(ws, body), 201)
+
+    @app.get(base + "/{name}", tags=["settings"])
+    def get_sftp_profile(ws: str, name: str, caller: Caller) -> Response:
+        return _json(admin.sftp_profile(ws, name))
+
+    @app.put(base + "/{name}", tags=["settings"], openapi_extra=sftp_doc)
+    def replace_sftp_profile(ws: str, name: str, caller: Caller, body: JsonBody) -> Response:
+        return _json(admin.put_sftp_profile(ws, body, name))
+
+    @app.delete(base + "/{name}", tags=["settings"], status_code=204)
+    def delete_sftp_profile(ws: str, name: str, caller: Caller) -> Response:
+        admin.delete_sftp_profile(ws, name)
+        return Response(status_code=204)

@@ -14,6 +14,7 @@ __all__ = [
     "delete_setting",
     "enqueue",
     "get_setting",
+    "list_settings",
     "list_emails",
     "mark_failed",
     "mark_sent",
@@ -52,6 +53,14 @@ def put_setting(conn: sqlite3.Connection, ws: int, name: str, body: dict[str, An
 def get_setting(conn: sqlite3.Connection, ws: int, name: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT body FROM workspace_settings WHERE ws_id = ? AND name = ?", (ws, name)).fetchone()
     return None if row is None else dict(orjson.loads(row[0]))
+
+
+def list_settings(conn: sqlite3.Connection, ws: int, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = conn.execute(
+        "SELECT name, body FROM workspace_settings WHERE ws_id = ? AND substr(name, 1, ?) = ? ORDER BY name",
+        (ws, len(prefix), prefix),
+    ).fetchall()
+    return [(name, dict(orjson.loads(body))) for name, body in rows]
 
 
 def delete_setting(conn: sqlite3.Connection, ws: int, name: str) -> bool:

@@ -324,7 +324,8 @@ class SqliteStore:
                 conn.execute(statement)
 
             self.writer.call(fn)
-        self._tag_indexes.add(name)
+        if getattr(self._bound, "conn", None) is None:  # inside transaction() the index may yet be undone
+            self._tag_indexes.add(name)
 
     def _indexed(self, query: EventQuery) -> None:
         """Selections by tag name their index; outputs create it, this covers any other caller."""
@@ -439,6 +440,9 @@ class SqliteStore:
 
     def get_setting(self, workspace_id: int, name: str) -> dict[str, Any] | None:
         return email_outbox.get_setting(self._reader(), workspace_id, name)
+
+    def list_settings(self, workspace_id: int, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        return email_outbox.list_settings(self._reader(), workspace_id, prefix)
 
     def delete_setting(self, workspace_id: int, name: str) -> bool:
         deleted: bool = self.writer.call(lambda conn: email_outbox.delete_setting(conn, workspace_id, name))
