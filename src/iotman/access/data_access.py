@@ -10,7 +10,7 @@ from __future__ import annotations
 from iotman.access.principal import Principal
 from iotman.errors import Forbidden, Unauthenticated
 
-__all__ = ["DATA_READ", "DATA_WRITE", "authorise_data"]
+__all__ = ["DATA_READ", "DATA_WRITE", "authorise_data", "require_scope"]
 
 DATA_WRITE = "iotman:data:write"
 DATA_READ = "iotman:data:read"
@@ -48,3 +48,19 @@ def authorise_data(
             details={"required_scope": needed},
         )
     return principal
+
+
+def require_scope(
+    workspace_id: int, workspace_slug: str, principal: Principal | None, token_given: bool, scope: str, what: str
+) -> None:
+    """A bearer token of this workspace with ``scope`` (401/403 saying what is missing)."""
+    authorise_data(
+        principal,
+        token_given=token_given,
+        workspace_id=workspace_id,
+        workspace_slug=workspace_slug,
+        mode="oauth2",
+        required_scope=None,
+        default_scope=scope,
+        what=what,
+    )

@@ -40,14 +40,6 @@ def _options(limits: EvalLimits) -> dict[str, Any]:
     }
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class _Compiled:
     __slots__ = ("_expression", "source")
 
@@ -72,7 +64,7 @@ class _Compiled:
     def evaluate_json(
         self, text: str | None, bindings: Mapping[str, Any] | None = None, limits: EvalLimits = DEFAULT_LIMITS
     ) -> str | None:
-        if text is not None and not _encodable(text):
+        if text is not None and not json_values.encodable(text):
             raise JsonataEvaluationError("D3140", "the input holds a character that is not valid Unicode")
         try:
             result: str | None = self._expression.evaluate_json(

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "encodable", "loads"]
 
 
 def dumps(value: Any) -> str:
@@ -23,3 +23,14 @@ def loads(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # the same, as JSON allows them
         return json.loads(text)
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate): what UTF-8 and the engines take."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -301,15 +301,7 @@ def _checked_key(key: str) -> str | None:
     # surrogate is not text the store can hold
     if not 0 < len(key) <= _MAX_KEY_CHARS or "\x00" in key:
         return None
-    return key if key.isascii() or _encodable(key) else None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    return key if json_values.encodable(key) else None
 
 
 def key_text(result: str | None) -> str | None:

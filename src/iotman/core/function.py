@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from iotman.core.definition_fields import RequiredScope
+from iotman.core.definition_fields import RequiredScope, UrlName
 from iotman.core.scopes import check_scope
 from iotman.errors import DefinitionInvalid
 
-__all__ = ["FUNCTION_NAME", "ClientDefinition", "FunctionDefinition"]
-
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _url_name(value: str, what: str) -> str:
-    if not FUNCTION_NAME.fullmatch(value):
-        raise ValueError(f"{what} must be 1 to 64 characters of letters, digits, '_' and '-'")
-    return value
+__all__ = ["ClientDefinition", "FunctionDefinition"]
 
 
 class FunctionDefinition(BaseModel):
@@ -27,7 +18,7 @@ class FunctionDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Letters, digits, `_`, `-`; the function's URL segment.")
+    name: UrlName = Field(description="Letters, digits, `_`, `-`; the function's URL segment.")
     body: str = Field(
         description="JSONata: the request body is its input (`$` and `$input`); host functions `$require`, "
         "`$fail`. Its value is the answer's `result`."
@@ -43,11 +34,6 @@ class FunctionDefinition(BaseModel):
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return _url_name(value, "name")
-
 
 class ClientDefinition(BaseModel):
     """What ``POST /api/v1/workspaces/{ws}/clients`` takes: an OAuth2 client record.
@@ -57,18 +43,13 @@ class ClientDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="The client id: letters, digits, `_`, `-`.")
+    name: UrlName = Field(description="The client id: letters, digits, `_`, `-`.")
     scopes: list[str] = Field(default_factory=list, description="Scopes granted to the client.")
     is_worker: bool = Field(default=False, description="Whether functions may run as this client.")
     description: str = Field(default="", max_length=2000)
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return _url_name(value, "name")
 
     @field_validator("scopes")
     @classmethod

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import posixpath
-import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["PROFILE_NAME", "SftpProfile", "remote_target"]
+from iotman.core.definition_fields import UrlName
 
-PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+__all__ = ["SftpProfile", "remote_target"]
 
 
 class SftpProfile(BaseModel):
@@ -18,7 +17,7 @@ class SftpProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="The profile id `$ftp_upload` names: letters, digits, `_`, `-`.")
+    name: UrlName = Field(description="The profile id `$ftp_upload` names: letters, digits, `_`, `-`.")
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=22, ge=1, le=65535)
     username: str = Field(min_length=1, max_length=256)
@@ -34,13 +33,6 @@ class SftpProfile(BaseModel):
     )
     base_path: str = Field(default="", max_length=1024, description="Remote folder uploads are confined to.")
     timeout_s: float = Field(default=15.0, gt=0, le=300)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not PROFILE_NAME.fullmatch(value):
-            raise ValueError("name must be 1 to 64 characters of letters, digits, '_' and '-'")
-        return value
 
     @model_validator(mode="after")
     def _check_secrets(self) -> SftpProfile:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from iotman.core.definition_fields import URL_NAME, UrlName
 
 __all__ = ["BUILT_IN_REDUCERS", "VIEW_NAME", "ViewDefinition"]
 
-VIEW_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VIEW_NAME = URL_NAME
 BUILT_IN_REDUCERS = frozenset({"last", "count", "first"})
 
 
@@ -18,7 +19,7 @@ class ViewDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Letters, digits, `_`, `-`; the view's URL segment.")
+    name: UrlName = Field(description="Letters, digits, `_`, `-`; the view's URL segment.")
     sources: list[str] | None = Field(default=None, description="Source names it folds; default all.")
     key: str = Field(
         description="JSONata over `{payload, metadata, received_at, tags, source, id, seq}`: the row's key. "
@@ -37,10 +38,3 @@ class ViewDefinition(BaseModel):
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=False)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not VIEW_NAME.fullmatch(value):
-            raise ValueError("name must be 1 to 64 characters of letters, digits, '_' and '-'")
-        return value

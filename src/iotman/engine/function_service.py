@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from iotman.access.data_access import authorise_data
+from iotman.access.data_access import require_scope
 from iotman.access.principal import Principal
 from iotman.compute.jsonata_engine import (
     UNDEFINED,
@@ -236,16 +236,7 @@ class FunctionService:
 
     @staticmethod
     def _allow(ws: Workspace, principal: Principal | None, token_given: bool, scope: str, what: str) -> None:
-        authorise_data(
-            principal,
-            token_given=token_given,
-            workspace_id=ws.id,
-            workspace_slug=ws.slug,
-            mode="oauth2",
-            required_scope=None,
-            default_scope=scope,
-            what=what,
-        )
+        require_scope(ws.id, ws.slug, principal, token_given, scope, what)
 
     def _function(self, ws: Workspace, name: str) -> tuple[FunctionDefinition, CompiledJsonata, Principal]:
         record = self._store.get_definition(ws.id, FUNCTION.kind, name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from iotman.access.data_access import DATA_READ, authorise_data
+from iotman.access.data_access import DATA_READ, require_scope
 from iotman.access.principal import Principal
 from iotman.core.clock import format_us
 from iotman.core.workspace import Workspace
@@ -68,16 +68,7 @@ class ViewService:
 
     @staticmethod
     def _allow(ws: Workspace, principal: Principal | None, token_given: bool, scope: str, what: str) -> None:
-        authorise_data(
-            principal,
-            token_given=token_given,
-            workspace_id=ws.id,
-            workspace_slug=ws.slug,
-            mode="oauth2",
-            required_scope=None,
-            default_scope=scope,
-            what=what,
-        )
+        require_scope(ws.id, ws.slug, principal, token_given, scope, what)
 
     def _authorise(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> tuple[int, str]:
         ws = self._registry.workspace(slug)

@@ -24,7 +24,7 @@ from iotman.web.admin_auth import AdminAuth
 from iotman.web.data_openapi import DATA_PATHS
 from iotman.web.error_responses import error_response
 from iotman.web.ops_routes import add_ops_routes
-from iotman.web.settings_routes import add_settings_routes
+from iotman.web.settings_routes import add_settings_routes, paged
 from iotman.web.test_tool_routes import add_test_tool_routes
 
 __all__ = ["admin_app"]
@@ -217,9 +217,6 @@ def admin_app(engine: Engine) -> FastAPI:
         before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     ) -> Response:
         entries, next_id = admin.quarantine(ws, limit, before_id)
-        next_page = None
-        if next_id is not None:
-            next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
-        return _json({"data": entries, "next_page": next_page})
+        return paged(request, entries, next_id, limit)
 
     return app

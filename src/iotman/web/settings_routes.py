@@ -13,13 +13,21 @@ from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
 from iotman.engine.admin_service import AdminService
 
-__all__ = ["add_settings_routes"]
+__all__ = ["add_settings_routes", "paged"]
 
 PREFIX = "/api/v1/workspaces"
 
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def paged(request: Request, items: list[dict[str, Any]], next_id: int | None, limit: int) -> Response:
+    """A page of a newest-first list, with ``next_page`` (``before_id``) when there is more."""
+    next_page = None
+    if next_id is not None:
+        next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
+    return _json({"data": items, "next_page": next_page})
 
 
 def add_settings_routes(app: FastAPI, admin: AdminService, Caller: Any, JsonBody: Any) -> None:  # noqa: N803
@@ -52,10 +60,7 @@ def add_settings_routes(app: FastAPI, admin: AdminService, Caller: Any, JsonBody
         before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     ) -> Response:
         emails, next_id = admin.email_outbox(ws, limit, before_id)
-        next_page = None
-        if next_id is not None:
-            next_page = str(request.url.include_query_params(before_id=next_id, limit=limit))
-        return _json({"data": emails, "next_page": next_page})
+        return paged(request, emails, next_id, limit)
 
     sftp_doc = {
         "requestBody": {
