@@ -447,6 +447,16 @@ def test_a_transaction_sees_its_own_writes_and_is_kept_or_undone_whole(store: St
     assert store.get_definition(ws, "view", "made-inside") is not None
     assert store.view_row(ws, "counts", '"undone"') is None
     assert store.append(batch(ws, '"after"')).first_seq == 4  # no gap
-    with pytest.raises(RuntimeError):
-        store.transaction(lambda: store.transaction(lambda: None))  # not reentrant
-    assert store.append(batch(ws, '"still fine"')).first_seq == 5
+
+    def outer() -> None:
+        store.append(batch(ws, '"outer"'))
+        with pytest.raises(_Stop):
+            store.transaction(failing)  # nested: only its own work is undone
+        store.transaction(lambda: store.append(batch(ws, '"inner kept"')))
+
+    store.transaction(outer)
+    assert [e.payload for e in store.read_events(EventQuery(ws, descending=False, after_seq=3, limit=10))] == [
+        '"after"',
+        '"outer"',
+        '"inner kept"',
+    ]

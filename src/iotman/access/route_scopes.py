@@ -43,7 +43,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
 }
 
 
-COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views", "functions", "clients")
+COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views", "functions", "clients", "triggers")
 """Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
 
 for _collection in COLLECTIONS:

@@ -17,7 +17,7 @@ from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
-from iotman.engine.definition_kinds import KINDS, OUTPUT, TAG_RULE, VIEW, DefinitionKind
+from iotman.engine.definition_kinds import FUNCTION, KINDS, OUTPUT, TAG_RULE, TRIGGER, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.engine.view_rebuild import RebuildProgress, shadow_name
 from iotman.errors import Conflict, DefinitionInvalid, NotFound
@@ -157,6 +157,8 @@ class AdminService:
         ws = self._registry.workspace(slug)
         self._checks.check_unused(ws, kind, name)
         self._store.delete_definition(ws.id, kind.kind, name)
+        if kind is TRIGGER:
+            self._store.delete_setting(ws.id, TRIGGER_STATE + name)
         # forgotten before its rows go: an append still folding the view cannot leave rows behind
         # for a later view of the same name (a fold already queued may; the next delete clears it)
         self._registry.forget_definitions(ws)
@@ -188,11 +190,25 @@ class AdminService:
             out["status"] = self._registry.view_status(ws, record.name).to_json()
             progress = self._rebuild_progress(ws, record.name) if self._rebuild_progress else None
             out["status"]["rebuild"] = None if progress is None else progress.to_json()
+        elif kind is TRIGGER:
+            out["status"] = trigger_status_json(self._store.get_setting(ws.id, TRIGGER_STATE + record.name))
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
         if kind is OUTPUT and definition.select.tags:
             self._store.ensure_tag_index(definition.select.tags)
+        if kind is TRIGGER:
+            name = TRIGGER_STATE + definition.name
+            state = self._store.get_setting(ws.id, name)
+            if state is None:  # a new trigger watches what comes from now on
+                state = {"seq": self._store.last_seq(ws.id), "fired": 0, "replied": 0, "aborted": 0}
+            state.pop("failing", None)  # a changed trigger tries again where it stopped
+            self._store.put_setting(ws.id, name, state, self._clock.now_us())
+        if kind is FUNCTION:  # so does a trigger whose function changed
+            for record in self._store.list_definitions(ws.id, TRIGGER.kind):
+                state = self._store.get_setting(ws.id, TRIGGER_STATE + record.name)
+                if record.body.get("function") == definition.name and state and state.pop("failing", None):
+                    self._store.put_setting(ws.id, TRIGGER_STATE + record.name, state, self._clock.now_us())
         self._registry.forget_definitions(ws)
 
     # compatibility helpers (CLI and tests) ----------------------------------------------
@@ -289,6 +305,20 @@ class AdminService:
 
 
 SFTP_PREFIX = "sftp-profile:"
+TRIGGER_STATE = "trigger:"
+"""Where a trigger keeps how far it has read its source, its counters and whether it is failing."""
+
+
+def trigger_status_json(state: dict[str, Any] | None) -> dict[str, Any]:
+    state = state or {}
+    return {
+        "seq": state.get("seq"),
+        "fired": state.get("fired", 0),
+        "replied": state.get("replied", 0),
+        "aborted": state.get("aborted", 0),
+        "failing": state.get("failing") is not None,
+        "last_error": state.get("failing") or state.get("last_error"),
+    }
 
 
 def email_json(email: OutboxEmail) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from iotman.core.function import ClientDefinition, FunctionDefinition
 from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SchemaMode, SourceAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.trigger import TriggerDefinition
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import (
@@ -28,6 +29,7 @@ from iotman.engine.definition_kinds import (
     OUTPUT,
     SOURCE,
     TAG_RULE,
+    TRIGGER,
     VIEW,
     DefinitionKind,
 )
@@ -72,6 +74,18 @@ class DefinitionChecks:
             self._function(ws, definition, caller)
         elif kind is CLIENT:
             self._client(ws, definition, caller)
+        elif kind is TRIGGER:
+            self._trigger(ws, definition)
+
+    def _trigger(self, ws: Workspace, definition: TriggerDefinition) -> None:
+        compile_jsonata_field(self._jsonata, definition.condition, "condition")
+        self._unknown_sources(ws, [definition.source], "source")
+        if definition.reply_to is not None:
+            self._unknown_sources(ws, [definition.reply_to], "reply_to")
+        if self._store.get_definition(ws.id, FUNCTION.kind, definition.function) is None:
+            raise DefinitionInvalid(
+                f"function {definition.function!r} does not exist", code="unknown_function", field="function"
+            )
 
     @staticmethod
     def _grantable(caller: Principal | None, scopes: list[str], field: str, what: str) -> None:
@@ -215,6 +229,14 @@ class DefinitionChecks:
         elif kind is CLIENT:
             users = self._worker_users(ws, name)
             what = "function"
+        elif kind in (FUNCTION, SOURCE):
+            field = "function" if kind is FUNCTION else "source"
+            users = [
+                r.name
+                for r in self._store.list_definitions(ws.id, TRIGGER.kind)
+                if r.body.get(field) == name or (kind is SOURCE and r.body.get("reply_to") == name)
+            ]
+            what = "trigger"
         if users:
             raise Conflict(
                 f"{kind.label} {name!r} is used by {what} {users[0]!r}; change or delete that first",

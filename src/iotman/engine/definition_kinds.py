@@ -16,9 +16,21 @@ from iotman.core.function import ClientDefinition, FunctionDefinition
 from iotman.core.output import ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
+from iotman.core.trigger import TriggerDefinition
 from iotman.core.view import ViewDefinition
 
-__all__ = ["CLIENT", "ENDPOINT", "FUNCTION", "KINDS", "OUTPUT", "SOURCE", "TAG_RULE", "VIEW", "DefinitionKind"]
+__all__ = [
+    "CLIENT",
+    "ENDPOINT",
+    "FUNCTION",
+    "KINDS",
+    "OUTPUT",
+    "SOURCE",
+    "TAG_RULE",
+    "TRIGGER",
+    "VIEW",
+    "DefinitionKind",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +57,8 @@ ENDPOINT = DefinitionKind(
 VIEW = DefinitionKind("view", "views", "view", ViewDefinition)
 FUNCTION = DefinitionKind("function", "functions", "function", FunctionDefinition)
 CLIENT = DefinitionKind("client", "clients", "client", ClientDefinition)
+TRIGGER = DefinitionKind("trigger", "triggers", "trigger", TriggerDefinition)
 
 KINDS: dict[str, DefinitionKind] = {
-    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT)
+    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT, TRIGGER)
 }

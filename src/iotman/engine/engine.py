@@ -17,6 +17,7 @@ from iotman.engine.ingest_service import IngestService
 from iotman.engine.read_service import ReadService
 from iotman.engine.registry import Registry
 from iotman.engine.test_tools import TestTools
+from iotman.engine.trigger_runner import TriggerRunner
 from iotman.engine.view_rebuild import ViewRebuilds
 from iotman.engine.view_service import ViewService
 from iotman.metrics import Metrics
@@ -40,6 +41,7 @@ class Engine:
         self.reads = ThreadPoolExecutor(max_workers=settings.read_threads, thread_name_prefix="iotman-read")
         # functions wait for the writer while they run: their own threads, so reads never queue behind them
         self.function_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="iotman-function")
+        self._trigger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-triggers")
         self.jsonata_limits = limits_from(
             settings.jsonata_timeout_ms,
             settings.jsonata_max_steps,
@@ -80,6 +82,8 @@ class Engine:
             clock=self.clock,
             on_email=self.email.wake,
         )
+        self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
+        self.ingest.on_appended = self.triggers.wake
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
 
@@ -91,6 +95,7 @@ class Engine:
         self.ready = False
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         self.function_threads.shutdown(wait=True)
+        self._trigger_thread.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.store.close()
 
@@ -100,6 +105,7 @@ class Engine:
         self.ready = True
         self._prune_task = asyncio.create_task(self._prune_loop(), name="iotman-prune")
         self.email.start()
+        self.triggers.start()
 
     async def stop(self) -> None:
         """Finish queued writes, then close. Requests in flight are already answered by now."""
@@ -109,9 +115,11 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
         await self.email.stop()
+        await self.triggers.stop()
         loop = asyncio.get_running_loop()
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         await loop.run_in_executor(None, lambda: self.function_threads.shutdown(wait=True))
+        await loop.run_in_executor(None, lambda: self._trigger_thread.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
         await loop.run_in_executor(None, self.store.close)
 

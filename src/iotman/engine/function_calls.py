@@ -88,6 +88,11 @@ class ApiCalls:
             code="route_not_callable",
         )
 
+    def reply(self, ws: Workspace, worker: Principal, source_name: str, reply: dict[str, Any]) -> None:
+        """A trigger's reply appended to its ``reply_to`` source (the trigger's own right, not the worker's)."""
+        record = self._registry.source_named(ws, source_name)
+        self._ingest.accept_now(record, worker, orjson.dumps(reply), content_type="application/json")
+
     @staticmethod
     def _own(ws: Workspace, slug: str, path: str) -> None:
         if slug != ws.slug:

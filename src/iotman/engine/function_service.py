@@ -12,6 +12,7 @@ transaction, ``$send_email`` through an outbox, ``$ftp_upload``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable
@@ -31,12 +32,13 @@ from iotman.compute.jsonata_engine import (
     JsonataLimitExceeded,
 )
 from iotman.compute.jsonata_fields import compile_jsonata_field
-from iotman.core.clock import Clock, SystemClock
+from iotman.core.clock import Clock, SystemClock, format_us
 from iotman.core.function import FunctionDefinition
 from iotman.core.sftp import SftpProfile, remote_target
 from iotman.core.smtp import EMAIL_ADDRESS
+from iotman.core.trigger import TriggerDefinition
 from iotman.core.workspace import Workspace
-from iotman.engine.admin_service import SFTP_PREFIX
+from iotman.engine.admin_service import SFTP_PREFIX, TRIGGER_STATE
 from iotman.engine.definition_kinds import CLIENT, FUNCTION
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.registry import Registry
@@ -50,7 +52,7 @@ from iotman.errors import (
     NotFound,
 )
 from iotman.export import sftp_upload
-from iotman.storage.ports import Store
+from iotman.storage.ports import Store, StoredEvent
 
 __all__ = ["INVOKE_SCOPE", "FunctionRun", "FunctionService"]
 
@@ -329,6 +331,106 @@ class FunctionService:
             run.error = FunctionFailed(f"the function failed: {exc.message}", position=exc.position, details=details)
             return
         run.result = None if result is UNDEFINED else result
+
+    # triggers (SPEC §4.3) ----------------------------------------------------------------------
+    def condition(self, ws: Workspace, trigger: TriggerDefinition, envelope: dict[str, Any]) -> tuple[bool, str | None]:
+        """Whether ``envelope`` matches the trigger (or why the condition could not tell)."""
+        key = (ws.id, "condition:" + trigger.name, hash(trigger.condition), 0)
+        compiled = self._compiled.get(key)
+        try:
+            if compiled is None:
+                compiled = compile_jsonata_field(self._jsonata, trigger.condition, "condition")
+                with self._lock:
+                    self._compiled[key] = compiled
+            return truthy(compiled.evaluate(envelope, None, self._limits)), None
+        except (JsonataFailure, IotmanError) as exc:
+            return False, f"the condition failed: {getattr(exc, 'message', exc)}"
+
+    def advance(self, ws: Workspace, trigger: TriggerDefinition, seq: int, now_us: int) -> None:
+        """Past events that did not match: the trigger's cursor moves on."""
+
+        def work() -> None:
+            name = TRIGGER_STATE + trigger.name
+            state = self._store.get_setting(ws.id, name)
+            if state is not None and state.get("failing") is None and state["seq"] < seq:
+                state["seq"] = seq
+                self._store.put_setting(ws.id, name, state, now_us)
+
+        self._store.transaction(work)
+
+    def fire(
+        self,
+        ws: Workspace,
+        trigger: TriggerDefinition,
+        event: StoredEvent,
+        envelope: dict[str, Any],
+        condition_error: str | None,
+        now_us: int,
+    ) -> bool:
+        """Fire the trigger's function for ``event`` and reply, in one transaction with the cursor;
+        False when the trigger is failing now (it stays at this event)."""
+        name = TRIGGER_STATE + trigger.name
+        hosts: list[_HostCalls] = []
+
+        def failing(state: dict[str, Any], code: str, message: str) -> bool:
+            state["failing"] = {
+                "code": code,
+                "message": message[:1000],
+                "event_id": event.id,
+                "seq": event.seq,
+                "at": format_us(now_us),
+            }
+            self._store.put_setting(ws.id, name, state, now_us)
+            return False
+
+        def work() -> bool:
+            state = self._store.get_setting(ws.id, name)
+            if state is None or state.get("failing") is not None or state["seq"] >= event.seq:
+                return state is not None and state.get("failing") is None  # deleted, failing, or done
+            if condition_error is not None:
+                return failing(state, "condition_failed", condition_error)
+            try:
+                _, compiled, worker = self._function(ws, trigger.function)
+            except IotmanError as exc:
+                return failing(state, exc.code, exc.message)
+            run = FunctionRun()
+            host = _HostCalls(run, self._api, ws, worker, self._store, self._clock)
+            hosts.append(host)
+
+            def body() -> None:
+                with self._registry.uncached():
+                    self._evaluate(compiled, envelope, run, host)
+                if run.error is not None:
+                    raise _Undo
+
+            with contextlib.suppress(_Undo):
+                self._store.transaction(body)  # nested: a stop undoes the function, not the reply
+            error = run.error
+            if error is not None and not isinstance(error, FunctionAborted):
+                return failing(state, error.code, error.message)
+            state["fired"] = state.get("fired", 0) + 1
+            if error is not None:
+                state["aborted"] = state.get("aborted", 0) + 1
+            if trigger.reply_to is not None:
+                reply: dict[str, Any] = {"trigger": trigger.name, "event_id": event.id, "ok": error is None}
+                if error is None:
+                    reply["result"] = run.result
+                else:
+                    reply["error"] = {"status": error.status, "message": error.message}
+                with self._registry.uncached():
+                    self._api.reply(ws, worker, trigger.reply_to, reply)
+                state["replied"] = state.get("replied", 0) + 1
+            state["seq"] = event.seq
+            self._store.put_setting(ws.id, name, state, now_us)
+            return True
+
+        fired = self._store.transaction(work)
+        for host in hosts:
+            if host.defined:
+                self._registry.forget_definitions(ws)
+            if host.emailed and fired and self._on_email is not None:
+                self._on_email()
+        return fired
 
 
 class _Undo(Exception):

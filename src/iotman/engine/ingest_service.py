@@ -193,8 +193,13 @@ class IngestService:
         if isinstance(outcome, IotmanError):
             self._metrics.ingest_requests.labels(outcome.code).inc()
             raise outcome
+        if self.on_appended is not None:
+            self.on_appended()
         self._metrics.ingest_events.inc(len(outcome.ids))
         return IngestAnswer(_answer(outcome, append.batch), outcome.replayed, len(outcome.ids))
+
+    on_appended: Callable[[], None] | None = None
+    """Called after an append committed (the trigger runner's wake-up)."""
 
     def accept_now(
         self, source: CompiledSource, principal: Principal, body: bytes, *, content_type: str, batch: bool = False

@@ -188,6 +188,13 @@ class Registry:
                 self._sources[(ws.id, path)] = found
         return found
 
+    def source_named(self, ws: Workspace, name: str) -> CompiledSource:
+        """A source by its name (not its path), compiled afresh (uncommon: trigger replies)."""
+        record = self._store.get_definition(ws.id, SOURCE.kind, name)
+        if record is None:
+            raise NotFound(f"source {name!r} does not exist", code="source_not_found", field="reply_to")
+        return self.compile_source(ws, record)
+
     def compile_source(self, ws: Workspace, record: DefinitionRecord) -> CompiledSource:
         definition = SourceDefinition.model_validate(record.body)
         schema = None if definition.json_schema is None else compile_schema(definition.json_schema)

@@ -396,7 +396,7 @@ class Store(Protocol):
     def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
         """Run ``fn()`` with every call of this store inside one write transaction (reads see
         its writes); kept when ``fn`` returns and ``keep``, all undone when it raises (re-raised)
-        or ``keep`` is false. Not reentrant."""
+        or ``keep`` is false. Inside another transaction it nests (its undo keeps the outer's work)."""
         ...
 
     def flush(self) -> None:

@@ -176,29 +176,23 @@ class SqliteStore:
     def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
         """Run ``fn()`` on the writer thread with every call of this store (appends and view
         folds, definitions, reads) inside one savepoint of a write transaction, so reads see
-        its own writes. It commits with its group when ``fn`` returns and ``keep``; when
-        ``fn`` raises (the exception is re-raised here) or ``keep`` is false, all of it is
-        undone, ``seq`` positions included. ``fn`` runs once, in a write transaction of its own
-        (other writes wait for it). Not reentrant."""
+        its own writes. It commits when ``fn`` returns and ``keep``; when ``fn`` raises (the
+        exception is re-raised here) or ``keep`` is false, all of it is undone, ``seq``
+        positions included. ``fn`` runs once, in a write transaction of its own (other writes
+        wait for it). Called inside another, it nests: its undo leaves the outer one's work."""
+        bound: sqlite3.Connection | None = getattr(self._bound, "conn", None)
+        if bound is not None:
+            return self._savepoint(bound, fn, keep)
 
         def job(conn: sqlite3.Connection) -> Any:
-            conn.execute("SAVEPOINT iotman_transaction")
             self._bound.conn = conn
             try:
-                result = fn()
-            except BaseException as exc:  # noqa: BLE001 - undone here, raised in the caller's thread
-                self._undo(conn)
+                return self._savepoint(conn, fn, keep)
+            except BaseException as exc:  # noqa: BLE001 - undone already, raised in the caller's thread
                 return _Raised(exc)
             finally:
                 self._bound.conn = None
-            if keep:
-                conn.execute("RELEASE iotman_transaction")
-            else:
-                self._undo(conn)
-            return result
 
-        if getattr(self._bound, "conn", None) is not None:
-            raise RuntimeError("store transactions do not nest")
         writer = self.writer
         # alone: a grouped job runs again when another job of its group fails, and fn must run once
         outcome = writer.call(job, alone=True) if isinstance(writer, GroupWriter) else writer.call(job)
@@ -206,9 +200,27 @@ class SqliteStore:
             raise outcome.exc
         return cast(T, outcome)
 
-    def _undo(self, conn: sqlite3.Connection) -> None:
-        conn.execute("ROLLBACK TO iotman_transaction")
-        conn.execute("RELEASE iotman_transaction")
+    def _savepoint(self, conn: sqlite3.Connection, fn: Callable[[], T], keep: bool) -> T:
+        depth = getattr(self._bound, "depth", 0)
+        name = f"iotman_transaction_{depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._bound.depth = depth + 1
+        try:
+            result = fn()
+        except BaseException:
+            self._undo(conn, name)
+            raise
+        finally:
+            self._bound.depth = depth
+        if keep:
+            conn.execute(f"RELEASE {name}")
+        else:
+            self._undo(conn, name)
+        return result
+
+    def _undo(self, conn: sqlite3.Connection, name: str) -> None:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
         self._positions.reset()  # reloaded from the table: the undone appends leave no gap
 
     def flush(self) -> None:

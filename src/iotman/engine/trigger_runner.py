@@ -1,0 +1,118 @@
+"""Triggers (SPEC §4.3): each matching event of a source fires a function, after the append commits.
+
+Every trigger keeps a cursor in the store (the last ``seq`` of its source it has dealt
+with). The runner reads the events after it, in log order, evaluates the condition on
+each, and fires the function for a match in a transaction of its own that also writes the
+reply (to ``reply_to``) and moves the cursor: the firing, its reply and the cursor commit
+together, so after a crash every matched event still fires (at least once: a firing whose
+external effect, an email or an upload, went out just before the crash runs again; replies
+carry the event id). Ingest never waits for a trigger. A ``$fail``/``$require`` stop is a
+reply with ``ok: false``; any other error (the condition, the function, a refused call)
+marks the trigger failing, and it stays at that event until the trigger or its function
+is saved again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+from iotman.compute.json_values import loads
+from iotman.core.clock import Clock, format_us
+from iotman.core.trigger import TriggerDefinition
+from iotman.core.workspace import Workspace
+from iotman.engine.admin_service import TRIGGER_STATE
+from iotman.engine.definition_kinds import TRIGGER
+from iotman.engine.function_service import FunctionService
+from iotman.storage.ports import EventQuery, Store, StoredEvent
+
+__all__ = ["TriggerRunner", "envelope_of"]
+
+log = logging.getLogger("iotman.triggers")
+CHUNK = 200
+
+
+def envelope_of(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "payload": loads(event.payload),
+        "metadata": loads(event.metadata),
+        "received_at": format_us(event.received_at_us),
+        "tags": loads(event.tags) if event.tags else {},
+        "source": event.source,
+        "id": event.id,
+        "seq": event.seq,
+    }
+
+
+class TriggerRunner:
+    def __init__(self, store: Store, functions: FunctionService, clock: Clock, executor: Executor) -> None:
+        self._store = store
+        self._functions = functions
+        self._clock = clock
+        self._executor = executor
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="iotman-triggers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        """From any thread: events were appended."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            try:
+                busy = await loop.run_in_executor(self._executor, self.run_once)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the trigger runner failed; retrying in a second")
+                busy = 0
+            if busy:
+                continue  # more may be waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    def run_once(self) -> int:
+        """Deal with what is waiting, up to a chunk per trigger; the number of events looked at."""
+        seen = 0
+        for ws in self._store.list_workspaces():
+            for record in self._store.list_definitions(ws.id, TRIGGER.kind):
+                seen += self._run_trigger(ws, TriggerDefinition.model_validate(record.body))
+        return seen
+
+    def _run_trigger(self, ws: Workspace, trigger: TriggerDefinition) -> int:
+        state = self._store.get_setting(ws.id, TRIGGER_STATE + trigger.name)
+        if state is None or state.get("failing") is not None:
+            return 0
+        query = EventQuery(ws.id, sources=(trigger.source,), after_seq=state["seq"], limit=CHUNK, descending=False)
+        events = self._store.read_events(query)
+        unfired: int | None = None
+        for event in events:
+            matched, error = self._functions.condition(ws, trigger, envelope_of(event))
+            if error is None and not matched:
+                unfired = event.seq
+                continue
+            if not self._functions.fire(ws, trigger, event, envelope_of(event), error, self._clock.now_us()):
+                return len(events)  # failing: it stays at this event
+            unfired = None
+        if unfired is not None:
+            self._functions.advance(ws, trigger, unfired, self._clock.now_us())
+        return len(events)
