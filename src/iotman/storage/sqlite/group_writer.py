@@ -79,6 +79,7 @@ class GroupWriter:
         self._on_rollback = on_rollback
         self._on_commit = on_commit
         self._closed = False
+        self._data_version: int | None = None
         self._thread = threading.Thread(target=self._loop, name="iotman-sqlite-writer", daemon=True)
         self._thread.start()
 
@@ -170,6 +171,13 @@ class GroupWriter:
     def _transaction(self, group: list[Any]) -> list[Any]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
+        # another connection (a second server on this store) committed since our last
+        # transaction: what we keep in memory about the table (next seq) is stale
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            if self._data_version is not None and self._on_rollback is not None:
+                self._on_rollback()
+            self._data_version = version
         outcomes = [job.run(conn) for job in group]
         conn.execute("COMMIT")
         return outcomes
