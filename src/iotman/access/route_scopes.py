@@ -43,7 +43,17 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
 }
 
 
-COLLECTIONS = ("sources", "tag-rules", "outputs", "export-endpoints", "views", "functions", "clients", "triggers")
+COLLECTIONS = (
+    "sources",
+    "tag-rules",
+    "outputs",
+    "export-endpoints",
+    "views",
+    "functions",
+    "clients",
+    "triggers",
+    "cron-jobs",
+)
 """Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
 
 for _collection in COLLECTIONS:

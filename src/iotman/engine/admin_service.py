@@ -11,13 +11,14 @@ from pydantic import ValidationError
 from iotman.access.bearer_tokens import hash_token, new_token
 from iotman.access.principal import Principal
 from iotman.core.clock import Clock, format_us
+from iotman.core.cron_job import CronJobDefinition
 from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
 from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
-from iotman.engine.definition_kinds import FUNCTION, KINDS, OUTPUT, TAG_RULE, TRIGGER, VIEW, DefinitionKind
+from iotman.engine.definition_kinds import CRON_JOB, FUNCTION, KINDS, OUTPUT, TAG_RULE, TRIGGER, VIEW, DefinitionKind
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.engine.view_rebuild import RebuildProgress, shadow_name
 from iotman.errors import Conflict, DefinitionInvalid, NotFound
@@ -159,6 +160,8 @@ class AdminService:
         self._store.delete_definition(ws.id, kind.kind, name)
         if kind is TRIGGER:
             self._store.delete_setting(ws.id, TRIGGER_STATE + name)
+        if kind is CRON_JOB:
+            self._store.delete_setting(ws.id, CRON_STATE + name)
         # forgotten before its rows go: an append still folding the view cannot leave rows behind
         # for a later view of the same name (a fold already queued may; the next delete clears it)
         self._registry.forget_definitions(ws)
@@ -192,6 +195,15 @@ class AdminService:
             out["status"]["rebuild"] = None if progress is None else progress.to_json()
         elif kind is TRIGGER:
             out["status"] = trigger_status_json(self._store.get_setting(ws.id, TRIGGER_STATE + record.name))
+        elif kind is CRON_JOB:
+            job = CronJobDefinition.model_validate(record.body)
+            state = self._store.get_setting(ws.id, CRON_STATE + record.name) or {}
+            out["status"] = {
+                "last_run": state.get("last_run"),
+                "next_run": format_us(job.next_tick_us(self._clock.now_us())),
+                "runs": state.get("runs", 0),
+                "last_error": state.get("last_error"),
+            }
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
@@ -203,6 +215,12 @@ class AdminService:
             if state is None:  # a new trigger watches what comes from now on
                 state = {"seq": self._store.last_seq(ws.id), "fired": 0, "replied": 0, "aborted": 0}
             state.pop("failing", None)  # a changed trigger tries again where it stopped
+            self._store.put_setting(ws.id, name, state, self._clock.now_us())
+        if kind is CRON_JOB:
+            name = CRON_STATE + definition.name
+            state = self._store.get_setting(ws.id, name) or {"runs": 0}
+            # a new or changed schedule starts with the next tick, not one already past
+            state["tick_us"] = definition.last_tick_us(self._clock.now_us())
             self._store.put_setting(ws.id, name, state, self._clock.now_us())
         if kind is FUNCTION:  # so does a trigger whose function changed
             for record in self._store.list_definitions(ws.id, TRIGGER.kind):
@@ -306,6 +324,8 @@ class AdminService:
 
 SFTP_PREFIX = "sftp-profile:"
 TRIGGER_STATE = "trigger:"
+CRON_STATE = "cron:"
+"""Where a cron job keeps its last claimed tick, its runs and its last error."""
 """Where a trigger keeps how far it has read its source, its counters and whether it is failing."""
 
 

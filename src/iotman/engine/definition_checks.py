@@ -24,6 +24,7 @@ from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.definition_kinds import (
     CLIENT,
+    CRON_JOB,
     ENDPOINT,
     FUNCTION,
     OUTPUT,
@@ -76,6 +77,10 @@ class DefinitionChecks:
             self._client(ws, definition, caller)
         elif kind is TRIGGER:
             self._trigger(ws, definition)
+        elif kind is CRON_JOB and self._store.get_definition(ws.id, FUNCTION.kind, definition.function) is None:
+            raise DefinitionInvalid(
+                f"function {definition.function!r} does not exist", code="unknown_function", field="function"
+            )
 
     def _trigger(self, ws: Workspace, definition: TriggerDefinition) -> None:
         compile_jsonata_field(self._jsonata, definition.condition, "condition")
@@ -237,6 +242,11 @@ class DefinitionChecks:
                 if r.body.get(field) == name or (kind is SOURCE and r.body.get("reply_to") == name)
             ]
             what = "trigger"
+            if not users and kind is FUNCTION:
+                users = [
+                    r.name for r in self._store.list_definitions(ws.id, CRON_JOB.kind) if r.body["function"] == name
+                ]
+                what = "cron job"
         if users:
             raise Conflict(
                 f"{kind.label} {name!r} is used by {what} {users[0]!r}; change or delete that first",

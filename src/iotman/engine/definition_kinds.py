@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from iotman.core.cron_job import CronJobDefinition
 from iotman.core.function import ClientDefinition, FunctionDefinition
 from iotman.core.output import ExportEndpointDefinition, OutputDefinition
 from iotman.core.source import SourceDefinition
@@ -21,6 +22,7 @@ from iotman.core.view import ViewDefinition
 
 __all__ = [
     "CLIENT",
+    "CRON_JOB",
     "ENDPOINT",
     "FUNCTION",
     "KINDS",
@@ -58,7 +60,8 @@ VIEW = DefinitionKind("view", "views", "view", ViewDefinition)
 FUNCTION = DefinitionKind("function", "functions", "function", FunctionDefinition)
 CLIENT = DefinitionKind("client", "clients", "client", ClientDefinition)
 TRIGGER = DefinitionKind("trigger", "triggers", "trigger", TriggerDefinition)
+CRON_JOB = DefinitionKind("cron-job", "cron-jobs", "cron job", CronJobDefinition)
 
 KINDS: dict[str, DefinitionKind] = {
-    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT, TRIGGER)
+    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT, TRIGGER, CRON_JOB)
 }

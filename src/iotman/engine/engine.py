@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from iotman.compute.jsonata_fields import engine_named, limits_from
 from iotman.core.clock import Clock, SystemClock
 from iotman.engine.admin_service import AdminService
+from iotman.engine.cron_runner import CronRunner
 from iotman.engine.email_sender import EmailSender
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.function_service import FunctionService
@@ -84,6 +85,8 @@ class Engine:
         )
         self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
         self.ingest.on_appended = self.triggers.wake
+        self._cron_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-cron")
+        self.cron = CronRunner(store, self.functions, self.clock, self._cron_thread)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
 
@@ -96,6 +99,7 @@ class Engine:
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         self.function_threads.shutdown(wait=True)
         self._trigger_thread.shutdown(wait=True)
+        self._cron_thread.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.store.close()
 
@@ -106,6 +110,7 @@ class Engine:
         self._prune_task = asyncio.create_task(self._prune_loop(), name="iotman-prune")
         self.email.start()
         self.triggers.start()
+        self.cron.start()
 
     async def stop(self) -> None:
         """Finish queued writes, then close. Requests in flight are already answered by now."""
@@ -116,10 +121,12 @@ class Engine:
                 await self._prune_task
         await self.email.stop()
         await self.triggers.stop()
+        await self.cron.stop()
         loop = asyncio.get_running_loop()
         self._rebuild_thread.shutdown(wait=False, cancel_futures=True)
         await loop.run_in_executor(None, lambda: self.function_threads.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self._trigger_thread.shutdown(wait=True))
+        await loop.run_in_executor(None, lambda: self._cron_thread.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
         await loop.run_in_executor(None, self.store.close)
 

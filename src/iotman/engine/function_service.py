@@ -33,12 +33,13 @@ from iotman.compute.jsonata_engine import (
 )
 from iotman.compute.jsonata_fields import compile_jsonata_field
 from iotman.core.clock import Clock, SystemClock, format_us
+from iotman.core.cron_job import CronJobDefinition
 from iotman.core.function import FunctionDefinition
 from iotman.core.sftp import SftpProfile, remote_target
 from iotman.core.smtp import EMAIL_ADDRESS
 from iotman.core.trigger import TriggerDefinition
 from iotman.core.workspace import Workspace
-from iotman.engine.admin_service import SFTP_PREFIX, TRIGGER_STATE
+from iotman.engine.admin_service import CRON_STATE, SFTP_PREFIX, TRIGGER_STATE
 from iotman.engine.definition_kinds import CLIENT, FUNCTION
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.registry import Registry
@@ -431,6 +432,50 @@ class FunctionService:
             if host.emailed and fired and self._on_email is not None:
                 self._on_email()
         return fired
+
+    # cron jobs (SPEC §4.4) ----------------------------------------------------------------------
+    def run_cron(self, ws: Workspace, job: CronJobDefinition, tick_us: int, now_us: int) -> bool:
+        """Run ``job`` for ``tick_us`` unless that tick is taken already (by another server on the
+        store, or before a restart): the claim and the run commit together. Whether it ran."""
+        name = CRON_STATE + job.name
+        hosts: list[_HostCalls] = []
+
+        def work() -> bool:
+            state = self._store.get_setting(ws.id, name)
+            if state is None or state.get("tick_us", 0) >= tick_us:
+                return False
+            state["tick_us"] = tick_us
+            state["last_run"] = format_us(now_us)
+            state["runs"] = state.get("runs", 0) + 1
+            try:
+                _, compiled, worker = self._function(ws, job.function)
+            except IotmanError as exc:
+                state["last_error"] = exc.to_dict()
+                self._store.put_setting(ws.id, name, state, now_us)
+                return True
+            run = FunctionRun()
+            host = _HostCalls(run, self._api, ws, worker, self._store, self._clock)
+            hosts.append(host)
+
+            def body() -> None:
+                with self._registry.uncached():
+                    self._evaluate(compiled, job.input, run, host)
+                if run.error is not None:
+                    raise _Undo
+
+            with contextlib.suppress(_Undo):
+                self._store.transaction(body)  # nested: a failed run is undone, its claim is kept
+            state["last_error"] = None if run.error is None else run.error.to_dict()
+            self._store.put_setting(ws.id, name, state, now_us)
+            return True
+
+        ran = self._store.transaction(work)
+        for host in hosts:
+            if host.defined:
+                self._registry.forget_definitions(ws)
+            if host.emailed and self._on_email is not None and ran:
+                self._on_email()
+        return ran
 
 
 class _Undo(Exception):
