@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,13 @@ def api(settings: Settings, clock: FixedClock) -> Iterator[Api]:
         engine.admin.create_workspace("acme")
         token, _ = engine.admin.create_token("acme", preset="full-access")
         yield Api(client, engine, "acme", token, clock)
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "the condition") -> None:
+    """Poll ``predicate`` until it is truthy (background work: senders, triggers, cron)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

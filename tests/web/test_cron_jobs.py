@@ -12,7 +12,7 @@ from iotman.app import build_engine
 from iotman.core.clock import FixedClock
 from iotman.settings import load_settings
 from iotman.storage.ports import EventQuery
-from tests.conftest import START_US, Api
+from tests.conftest import START_US, Api, wait_for
 
 ROLLUP = '($iotman_call("POST", "/data/acme/rollups", {"job": "hourly", "at": $now()}); $input.fail ? $fail(409, "no"))'
 
@@ -28,15 +28,6 @@ def prepare(api: Api, **job: Any) -> None:
 def runs(api: Api) -> int:
     ws = api.engine.registry.workspace(api.ws)
     return len(api.engine.store.read_events(EventQuery(ws.id, sources=("rollups",), limit=1000)))
-
-
-def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_job_runs_once_per_tick_and_once_after_downtime(api: Api) -> None:

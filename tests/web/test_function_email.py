@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Api
+from tests.conftest import Api, wait_for
 
 
 class Inbox:
@@ -80,15 +80,6 @@ def outbox(api: Api) -> list[dict[str, Any]]:
     assert answer.status_code == 200
     data: list[dict[str, Any]] = answer.json()["data"]
     return data
-
-
-def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_smtp_settings_never_give_the_password_back(api: Api) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from iotman.storage.ports import EventQuery
-from tests.conftest import Api
+from tests.conftest import Api, wait_for
 
 DISPATCH = """(
   $require($input.payload.target != "nobody", 422, "no target");
@@ -44,15 +44,6 @@ def payloads(api: Api, source: str) -> list[Any]:
     ws = api.engine.registry.workspace(api.ws)
     rows = api.engine.store.read_events(EventQuery(ws.id, sources=(source,), limit=1000, descending=False))
     return [json.loads(e.payload) for e in rows]
-
-
-def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def status(api: Api) -> dict[str, Any]:

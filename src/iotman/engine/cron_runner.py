@@ -10,13 +10,13 @@ tick runs once, not every one that was missed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import Executor
 
 from iotman.core.clock import Clock
 from iotman.core.cron_job import CronJobDefinition
 from iotman.engine.admin_service import CRON_STATE
+from iotman.engine.background import BackgroundLoop
 from iotman.engine.definition_kinds import CRON_JOB
 from iotman.engine.function_service import FunctionService
 from iotman.storage.ports import Store
@@ -26,34 +26,19 @@ __all__ = ["CronRunner"]
 log = logging.getLogger("iotman.cron")
 
 
-class CronRunner:
+class CronRunner(BackgroundLoop):
+    name = "iotman-cron"
+
     def __init__(self, store: Store, functions: FunctionService, clock: Clock, executor: Executor) -> None:
+        super().__init__()
         self._store = store
         self._functions = functions
         self._clock = clock
         self._executor = executor
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="iotman-cron")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                await loop.run_in_executor(self._executor, self.run_due)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the cron runner failed; retrying in a second")
-            await asyncio.sleep(1.0)
+    async def tick(self) -> bool:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.run_due)
+        return False  # the next tick is a second away at the soonest
 
     def run_due(self) -> int:
         """Run every job whose tick has come; the number run."""

@@ -10,13 +10,13 @@ ten minutes) until ``max_attempts``, then the email is dead (its last error kept
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from concurrent.futures import Executor
 
 from iotman.core.clock import Clock
 from iotman.core.smtp import SmtpSettings
+from iotman.engine.background import BackgroundLoop
 from iotman.export.email_delivery import deliver_email
 from iotman.storage.ports import OutboxEmail, Store
 
@@ -28,47 +28,21 @@ BATCH = 50
 MAX_BACKOFF_S = 600.0
 
 
-class EmailSender:
+class EmailSender(BackgroundLoop):
+    name = "iotman-email"
+
     def __init__(
         self, store: Store, clock: Clock, executor: Executor, *, max_attempts: int, backoff_base_s: float
     ) -> None:
+        super().__init__()
         self._store = store
         self._clock = clock
         self._executor = executor
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="iotman-email-sender")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def wake(self) -> None:
-        """From any thread: something was queued (a function committed)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.send_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the email sender failed; retrying in a second")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            self._wake.clear()
+    async def tick(self) -> bool:
+        return await self.send_due() >= BATCH  # a full batch: more may be due
 
     async def send_due(self) -> int:
         """Deliver what is due now; the number of emails tried."""

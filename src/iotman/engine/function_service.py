@@ -426,12 +426,16 @@ class FunctionService:
             return True
 
         fired = self._store.transaction(work)
+        self._after_commit(ws, hosts, fired)
+        return fired
+
+    def _after_commit(self, ws: Workspace, hosts: list[_HostCalls], kept: bool) -> None:
+        """What a committed (or undone) run leaves to do: fresh definitions, emails to send."""
         for host in hosts:
             if host.defined:
                 self._registry.forget_definitions(ws)
-            if host.emailed and fired and self._on_email is not None:
+            if host.emailed and kept and self._on_email is not None:
                 self._on_email()
-        return fired
 
     # cron jobs (SPEC §4.4) ----------------------------------------------------------------------
     def run_cron(self, ws: Workspace, job: CronJobDefinition, tick_us: int, now_us: int) -> bool:
@@ -470,11 +474,7 @@ class FunctionService:
             return True
 
         ran = self._store.transaction(work)
-        for host in hosts:
-            if host.defined:
-                self._registry.forget_definitions(ws)
-            if host.emailed and self._on_email is not None and ran:
-                self._on_email()
+        self._after_commit(ws, hosts, ran)
         return ran
 
 

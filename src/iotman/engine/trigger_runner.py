@@ -15,7 +15,6 @@ is saved again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -25,6 +24,7 @@ from iotman.core.clock import Clock, format_us
 from iotman.core.trigger import TriggerDefinition
 from iotman.core.workspace import Workspace
 from iotman.engine.admin_service import TRIGGER_STATE
+from iotman.engine.background import BackgroundLoop
 from iotman.engine.definition_kinds import TRIGGER
 from iotman.engine.function_service import FunctionService
 from iotman.storage.ports import EventQuery, Store, StoredEvent
@@ -47,48 +47,18 @@ def envelope_of(event: StoredEvent) -> dict[str, Any]:
     }
 
 
-class TriggerRunner:
+class TriggerRunner(BackgroundLoop):
+    name = "iotman-triggers"
+
     def __init__(self, store: Store, functions: FunctionService, clock: Clock, executor: Executor) -> None:
+        super().__init__()
         self._store = store
         self._functions = functions
         self._clock = clock
         self._executor = executor
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="iotman-triggers")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def wake(self) -> None:
-        """From any thread: events were appended."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            try:
-                busy = await loop.run_in_executor(self._executor, self.run_once)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the trigger runner failed; retrying in a second")
-                busy = 0
-            if busy:
-                continue  # more may be waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+    async def tick(self) -> bool:
+        return bool(await asyncio.get_running_loop().run_in_executor(self._executor, self.run_once))
 
     def run_once(self) -> int:
         """Deal with what is waiting, up to a chunk per trigger; the number of events looked at."""
