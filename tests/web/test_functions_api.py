@@ -396,5 +396,8 @@ def test_the_caller_is_checked_before_a_body_is_read(plant: Api) -> None:
     big = b"[" + b"1," * 600_000 + b"1]"
     anonymous = plant.client.post(f"/functions/{plant.ws}/record", content=big)
     assert anonymous.status_code == 401
+    # nor can a stranger tell which workspaces exist
+    assert plant.client.post("/functions/no-such-workspace/record", json={}).status_code == 401
+    assert plant.client.get("/views/no-such-workspace/latest/data?key=a").status_code == 401
     too_big = plant.client.post(f"/functions/{plant.ws}/record", content=big, headers=plant.auth)
     assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "payload_too_large")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from iotman.access.principal import Principal
 from iotman.errors import Forbidden, Unauthenticated
 
-__all__ = ["DATA_READ", "DATA_WRITE", "authorise_data", "require_scope"]
+__all__ = ["DATA_READ", "DATA_WRITE", "authorise_data", "require_scope", "require_token"]
 
 DATA_WRITE = "iotman:data:write"
 DATA_READ = "iotman:data:read"
@@ -64,3 +64,12 @@ def require_scope(
         default_scope=scope,
         what=what,
     )
+
+
+def require_token(principal: Principal | None, token_given: bool, what: str) -> None:
+    """401 for a caller without a valid token, before anything is looked up: whether a
+    workspace (or what is in it) exists is not for strangers."""
+    if principal is None:
+        if token_given:
+            raise Unauthenticated("the bearer token is not valid", code="invalid_token")
+        raise Unauthenticated(f"{what} requires a bearer token (Authorization: Bearer <token>)", code="token_required")

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from iotman.access.data_access import require_scope
+from iotman.access.data_access import require_scope, require_token
 from iotman.access.principal import Principal
 from iotman.compute.jsonata_engine import (
     UNDEFINED,
@@ -265,6 +265,7 @@ class FunctionService:
 
     def check_caller(self, slug: str, principal: Principal | None, token_given: bool) -> None:
         """Whether the caller may run this workspace's functions at all (before its body is read)."""
+        require_token(principal, token_given, "functions")
         self._allow(self._registry.workspace(slug), principal, token_given, INVOKE_SCOPE, "functions")
 
     def run(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from iotman.access.data_access import DATA_READ, require_scope
+from iotman.access.data_access import DATA_READ, require_scope, require_token
 from iotman.access.principal import Principal
 from iotman.core.clock import format_us
 from iotman.core.workspace import Workspace
@@ -71,8 +71,9 @@ class ViewService:
         require_scope(ws.id, ws.slug, principal, token_given, scope, what)
 
     def _authorise(self, slug: str, name: str, principal: Principal | None, token_given: bool) -> tuple[int, str]:
-        ws = self._registry.workspace(slug)
         what = f"view {name!r}"
+        require_token(principal, token_given, what)
+        ws = self._registry.workspace(slug)
         # who may read this workspace's views first: whether a view exists is not for strangers
         self._allow(ws, principal, token_given, DATA_READ, what)
         view = self._registry.view(ws, name)
