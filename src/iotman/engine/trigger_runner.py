@@ -15,6 +15,7 @@ is saved again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["TriggerRunner", "envelope_of"]
 
 log = logging.getLogger("iotman.triggers")
 CHUNK = 200
+PER_TRANSACTION = 32
 
 
 def envelope_of(event: StoredEvent) -> dict[str, Any]:
@@ -74,15 +76,25 @@ class TriggerRunner(BackgroundLoop):
             return 0
         query = EventQuery(ws.id, sources=(trigger.source,), after_seq=state["seq"], limit=CHUNK, descending=False)
         events = self._store.read_events(query)
+        for first in range(0, len(events), PER_TRANSACTION):
+            part = events[first : first + PER_TRANSACTION]
+            # one write transaction for a run of firings, each in a savepoint of its own: a stop
+            # still undoes only its own function, and the writer is held for one run at most
+            if not self._store.transaction(functools.partial(self._fire_run, ws, trigger, part)):
+                break  # failing: it stays at the event that failed
+        return len(events)
+
+    def _fire_run(self, ws: Workspace, trigger: TriggerDefinition, events: list[StoredEvent]) -> bool:
         unfired: int | None = None
         for event in events:
-            matched, error = self._functions.condition(ws, trigger, envelope_of(event))
+            envelope = envelope_of(event)
+            matched, error = self._functions.condition(ws, trigger, envelope)
             if error is None and not matched:
                 unfired = event.seq
                 continue
-            if not self._functions.fire(ws, trigger, event, envelope_of(event), error, self._clock.now_us()):
-                return len(events)  # failing: it stays at this event
+            if not self._functions.fire(ws, trigger, event, envelope, error, self._clock.now_us()):
+                return False
             unfired = None
         if unfired is not None:
             self._functions.advance(ws, trigger, unfired, self._clock.now_us())
-        return len(events)
+        return True
