@@ -401,3 +401,21 @@ def test_the_caller_is_checked_before_a_body_is_read(plant: Api) -> None:
     assert plant.client.get("/views/no-such-workspace/latest/data?key=a").status_code == 401
     too_big = plant.client.post(f"/functions/{plant.ws}/record", content=big, headers=plant.auth)
     assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "payload_too_large")
+
+
+def test_a_function_reads_pages_of_the_log_including_its_own_appends(plant: Api) -> None:
+    plant.admin("PUT", "/sources/readings", json={"name": "readings", "read_access": True})
+    plant.post("readings", '{"device_id": "d-1", "value": 1}')
+    body = """(
+      $iotman_call("POST", "/data/acme/readings", {"device_id": "d-2", "value": 2});
+      $page := $iotman_call("GET", "/data/acme/readings?order=asc&limit=1");
+      {"first": $page.data[0].device_id, "more": $exists($page.next_page),
+       "all": $iotman_call("GET", "/data/acme/readings?order=asc").data.device_id}
+    )"""
+    plant.admin("POST", "/functions", json={"name": "pages", "body": body, "worker": "rec"})
+    report = run(plant, "pages", {}, test=True).json()
+    assert report["result"] == {"first": "d-1", "more": True, "all": ["d-1", "d-2"]}, report
+    assert len(events(plant)) == 1  # the test run undid its append
+    agg = '$iotman_call("GET", "/data/acme/readings?agg=count")'
+    plant.admin("POST", "/functions", json={"name": "agg", "body": agg, "worker": "rec"})
+    assert run(plant, "agg", {}).json()["error"]["code"] == "route_not_callable"

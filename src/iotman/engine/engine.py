@@ -79,7 +79,7 @@ class Engine:
             self.jsonata,
             self.jsonata_limits,
             settings.function_timeout_ms,
-            ApiCalls(self.registry, self.ingest, self.views, self.admin),
+            ApiCalls(self.registry, self.ingest, self.views, self.admin, self.read),
             clock=self.clock,
             on_email=self.email.wake,
         )

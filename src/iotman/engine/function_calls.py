@@ -6,6 +6,8 @@ function's store transaction: what it appends, folds or defines is undone with t
 function when it stops. Routes callable so far:
 
 - ``POST /data/{ws}/{path}``: ingest (a JSON value; ``?batch=true`` for an array batch);
+- ``GET /data/{ws}/{path}``: a page of an export endpoint or readable source (not ``?agg=``),
+  with the function's own appends in it;
 - ``GET /views/{ws}/{name}/data``: view reads (``?key=`` or ``?prefix=&limit=&cursor=``);
 - ``GET|POST /api/v1/workspaces/{ws}/{collection}``, ``GET|PUT|DELETE …/{name}``: the
   definition collections.
@@ -26,9 +28,11 @@ from iotman.access.route_scopes import COLLECTIONS, required_scope
 from iotman.core.workspace import Workspace
 from iotman.engine.admin_service import AdminService
 from iotman.engine.ingest_service import IngestService, check_source_auth
+from iotman.engine.read_service import ReadService, check_read_auth, render_page
 from iotman.engine.registry import Registry
 from iotman.engine.view_service import ViewService
 from iotman.errors import Forbidden, NotFound
+from iotman.export.read_params import parse_read_params
 
 __all__ = ["ApiCalls", "CallAnswer"]
 
@@ -46,11 +50,14 @@ class CallAnswer:
 
 
 class ApiCalls:
-    def __init__(self, registry: Registry, ingest: IngestService, views: ViewService, admin: AdminService) -> None:
+    def __init__(
+        self, registry: Registry, ingest: IngestService, views: ViewService, admin: AdminService, read: ReadService
+    ) -> None:
         self._registry = registry
         self._ingest = ingest
         self._views = views
         self._admin = admin
+        self._read = read
 
     def call(
         self,
@@ -73,6 +80,9 @@ class ApiCalls:
         if len(segments) == 3 and segments[0] == "data" and method == "POST":
             self._own(ws, segments[1], path)
             return self._append(ws, worker, segments[2], body, query)
+        if len(segments) == 3 and segments[0] == "data" and method == "GET" and "agg" not in query:
+            self._own(ws, segments[1], path)
+            return self._page(ws, worker, segments[2], query)
         if len(segments) == 4 and segments[0] == "views" and segments[3] == "data" and method == "GET":
             self._own(ws, segments[1], path)
             page = self._views.read_now(ws.slug, segments[2], query, worker, True)
@@ -83,7 +93,8 @@ class ApiCalls:
                 on_define()
             return self._definitions(ws, worker, method, segments[4], segments[5] if len(segments) == 6 else None, body)
         raise NotFound(
-            f"{method} {parts.path} cannot be called from a function (callable: POST /data/…, GET /views/…/data, "
+            f"{method} {parts.path} cannot be called from a function (callable: POST and GET /data/…, "
+            "GET /views/…/data, "
             "the definition collections under /api/v1/workspaces/…)",
             code="route_not_callable",
         )
@@ -108,6 +119,16 @@ class ApiCalls:
             source, principal, orjson.dumps(body), content_type="application/json", batch=batch
         )
         return CallAnswer(202, orjson.loads(answer.body))
+
+    def _page(self, ws: Workspace, worker: Principal, path: str, query: dict[str, str]) -> CallAnswer:
+        target = self._registry.read_target(ws, path)
+        check_read_auth(target, worker, True)
+        params = parse_read_params(query)
+        page = self._read.page_now(target, params)
+        next_page = None
+        if page.more and page.last_seq is not None:
+            next_page = f"/data/{ws.slug}/{path}?{params.next_page_query(page.last_seq)}"
+        return CallAnswer(200, orjson.loads(render_page(page, next_page)))
 
     def _definitions(
         self, ws: Workspace, worker: Principal, method: str, collection: str, name: str | None, body: Any

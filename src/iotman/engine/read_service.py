@@ -137,10 +137,14 @@ class ReadService:
         return [r.seq for r in rows], _render(constructor, rows[:render_limit], target)
 
     async def page(self, target: ReadTarget, params: ReadParams) -> ReadPage:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, self.page_now, target, params)
+
+    def page_now(self, target: ReadTarget, params: ReadParams) -> ReadPage:
+        """``page`` in the caller's thread (a function's ``$iotman_call``, inside its transaction)."""
         limit = params.limit or 100
         # one more than asked: it tells whether there is a next page (and is not rendered twice)
         query = self._query(target, params, limit + 1, params.after_seq, params.before_seq)
-        seqs, lines = await asyncio.get_running_loop().run_in_executor(self._reads, self._read_rendered, target, query)
+        seqs, lines = self._read_rendered(target, query)
         more = len(seqs) > limit
         seqs = seqs[:limit]
         if more and len(lines) > limit:
