@@ -162,3 +162,13 @@ def test_jsonata_that_looks_a_little_like_jsonpath_is_accepted() -> None:
 def test_unknown_engine_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         engine_named("jsonata-js", LIMITS)
+
+
+def test_an_at_sign_inside_a_string_or_comment_is_not_jsonpath() -> None:
+    engine = JlensEngine()
+    for text in ('$send_email("ops@example.com", "s", "b")', "'a@b' & x", "x /* @ */", "`a@b`"):
+        compile_jsonata_field(engine, text, "body")  # no wrong_expression_language
+    with pytest.raises(DefinitionInvalid) as refused:
+        compile_jsonata_field(engine, 'items[?(@.v > 1)] & "@"', "body")
+    assert refused.value.code == "wrong_expression_language"
+    assert refused.value.position == 8

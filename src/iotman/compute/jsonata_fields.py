@@ -45,8 +45,17 @@ def caret_excerpt(text: str, position: int) -> str:
     return f"{line}\n{' ' * (position - line_start)}^"
 
 
+_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|/\*.*?\*/|`[^`]*`', re.S)
+
+
+def _code_only(text: str) -> str:
+    """``text`` with string literals, comments and quoted names blanked (same length):
+    an ``@`` in ``"ops@example.com"`` is not JSONPath."""
+    return _LITERALS.sub(lambda m: " " * len(m.group()), text)
+
+
 def _jsonpath_hint(text: str) -> str | None:
-    if not _JSONPATH.search(text):  # $.x, $[0], $..x, @.x, ?(@ > 1)
+    if not _JSONPATH.search(_code_only(text)):  # $.x, $[0], $..x, @.x, ?(@ > 1)
         return None
     stripped = text.strip()
     if stripped.startswith("$."):
@@ -62,7 +71,8 @@ def compile_jsonata_field(engine: JsonataEngine, text: object, field_name: str) 
         )
     hint = _jsonpath_hint(text)
     if hint is not None:
-        position = text.find("$") if text.lstrip().startswith("$") else max(text.find("@"), 0)
+        code = _code_only(text)
+        position = code.find("$") if code.lstrip().startswith("$") else max(code.find("@"), 0)
         excerpt = caret_excerpt(text, position)
         raise DefinitionInvalid(
             f"{field_name}: {hint}\n{excerpt}",
