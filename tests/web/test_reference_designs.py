@@ -60,3 +60,40 @@ def test_5_view_driven_routing(api: Api) -> None:
     alice = api.token_for("tenant:alice")
     assert api.post("alice", "{}", headers={"Authorization": f"Bearer {alice}"}).status_code == 202
     assert api.post("bob", "{}", headers={"Authorization": f"Bearer {alice}"}).status_code == 403
+
+
+ROLLUP = """(
+  $page := $iotman_call("GET", "/data/acme/readings?order=asc&limit=1000");
+  $values := $page.data.value;
+  $summary := {"count": $count($values), "max": $max($values), "avg": $average($values)};
+  $iotman_call("POST", "/data/acme/rollups", $summary);
+  $summary.max > 30 ? $send_email("ops@example.com", "Temperature alert", "Max " & $string($summary.max) & " C");
+  $summary
+)"""
+
+
+def test_4_scheduled_rollup_and_alerting(api: Api) -> None:
+    """A cron job reads the last readings, appends a summary and emails when a threshold is crossed."""
+    from tests.web.test_function_email import SmtpServer, free_port
+
+    smtp = SmtpServer(free_port())
+    smtp.start()
+    try:
+        api.source(name="readings", read_access=True)
+        api.source(name="rollups")
+        settings = {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from_address": "iot@example.com"}
+        assert api.admin("PUT", "/settings/smtp", json=settings).status_code == 200
+        api.admin("POST", "/clients", json={"name": "cron", "scopes": ["iotman:data:*"], "is_worker": True})
+        created = api.admin("POST", "/functions", json={"name": "rollup", "body": ROLLUP, "worker": "cron"})
+        assert created.status_code == 201, created.text
+        job = {"name": "hourly", "schedule": "0 * * * *", "function": "rollup"}
+        assert api.admin("POST", "/cron-jobs", json=job).status_code == 201
+        body = "\n".join(json.dumps({"device_id": "d-1", "value": v}) for v in (20, 25, 31.5))
+        assert api.post("readings", body, "application/x-ndjson").status_code == 202
+        api.clock.advance(3600)  # the next hour
+        wait_for(lambda: len(payloads(api, "rollups")) == 1, what="the rollup")
+        assert payloads(api, "rollups") == [{"count": 3, "max": 31.5, "avg": 25.5}]
+        wait_for(lambda: len(smtp.inbox.messages) == 1, what="the alert email")
+        assert smtp.inbox.messages[0][1]["Subject"] == "Temperature alert"
+    finally:
+        smtp.stop()
