@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -9,7 +10,7 @@ import logging
 __all__ = ["BackgroundLoop"]
 
 
-class BackgroundLoop:
+class BackgroundLoop(abc.ABC):
     """``tick()`` answers whether there may be more to do at once; otherwise the loop waits for
     ``wake()`` (from any thread) or ``idle_s``. A failing tick is logged and tried again later."""
 
@@ -39,8 +40,9 @@ class BackgroundLoop:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
 
+    @abc.abstractmethod
     async def tick(self) -> bool:
-        raise NotImplementedError
+        """One round of work; True when there may be more to do at once."""
 
     async def _run(self) -> None:
         while True:
