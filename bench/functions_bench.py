@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.machine_info import machine_info
 from bench.process_bench import NDJSON, admin
+from bench.results_report import write_results
 from bench.servers import ServerError, ServerProcess, start_iotman
 
 __all__ = ["main"]
@@ -153,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             server.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {RESULTS}")
+    write_results(RESULTS, results)
     return 0
 
 

@@ -15,7 +15,6 @@ stopped by its PID. Results: bench/results/process.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import orjson
 from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.loopback_http import request
 from bench.machine_info import machine_info
+from bench.results_report import write_results
 from bench.servers import ServerError, ServerProcess, start_iotman
 from bench.wrk_load import WrkSettings, find_wrk, run_wrk
 
@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             results["agg_seconds"] = round(seconds, 3)
         finally:
             server.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {RESULTS}")
+    write_results(RESULTS, results)
     return 0
 
 

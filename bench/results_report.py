@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["RESULTS_DIR", "Figure", "Ratio", "console_table", "markdown_rows", "write_atomically"]
+__all__ = ["RESULTS_DIR", "Figure", "Ratio", "console_table", "markdown_rows", "write_atomically", "write_results"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -112,3 +113,10 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def json_bytes(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """A benchmark's figures as JSON (atomically), and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, (json.dumps(results, indent=2) + "\n").encode())
+    print(f"Wrote {path}")

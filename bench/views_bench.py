@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import statistics
 import sys
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.machine_info import machine_info
 from bench.process_bench import NDJSON, admin, batched_rates, events, ndjson
+from bench.results_report import write_results
 from bench.servers import ServerError, ServerProcess, start_iotman
 from bench.wrk_load import WrkSettings, find_wrk, run_wrk
 
@@ -220,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             server.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {RESULTS}")
+    write_results(RESULTS, results)
     return 0
 
 
