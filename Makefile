@@ -23,12 +23,15 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Debian packages the tests and benchmarks use (wrk for load generation).
+# Debian packages the tests and benchmarks use: wrk (load generation), chromium (SSE in a real
+# browser, driven by Playwright), mosquitto (MQTT push and connectors run against a real broker).
+DEBIAN_PACKAGES := wrk chromium mosquitto
 system-deps: $(APT_STAMP)
 $(APT_STAMP): $(BIN)/python
-	@missing=""; for p in wrk; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; fi
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	@touch $(APT_STAMP)
 
 serve: install

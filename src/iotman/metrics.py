@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
 
@@ -44,6 +44,13 @@ class Metrics:
             registry=r,
         )
         self.reads = Counter("iotman_read_requests", "Read requests on /data by outcome.", ["outcome"], registry=r)
+        self.live_subscribers = Gauge("iotman_live_subscribers", "Open live streams (SSE and WebSocket).", registry=r)
+        self.live_events = Counter(
+            "iotman_live_events", "Matches handed to live stream subscribers (one per subscriber).", registry=r
+        )
+        self.live_dropped = Counter(
+            "iotman_live_dropped", "Live stream subscribers dropped for reading too slowly.", registry=r
+        )
 
     def observe_aggregation(self, engine: str, seconds: float) -> None:
         self.aggregations.labels(engine).observe(seconds)

@@ -127,6 +127,34 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         _non_negative,
     ),
     Setting("email_backoff_base_ms", 1000, "The first retry delay of a failed email, in milliseconds.", _non_negative),
+    Setting(
+        "stream_buffer_events",
+        10000,
+        "Matches a live stream (SSE, WebSocket) may have waiting to be sent; a client that falls this far "
+        "behind is dropped with a final notice and resumes from the log when it reconnects.",
+        int,
+    ),
+    Setting(
+        "stream_flush_ms",
+        10,
+        "Shortest time between two reads of the log for one streamed endpoint: commits within it reach "
+        "subscribers together, in one write each.",
+        _non_negative,
+    ),
+    Setting(
+        "stream_poll_ms",
+        1000,
+        "How often streamed endpoints look for events this process did not append itself "
+        "(functions' appends are seen at once; another server on the same file within this).",
+        int,
+    ),
+    Setting("stream_ping_seconds", 15, "Keep-alive comment interval of SSE streams, in seconds.", int),
+    Setting(
+        "stream_send_timeout_seconds",
+        30,
+        "A live stream whose client has not taken a write for this long is closed.",
+        int,
+    ),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -170,6 +198,11 @@ class Settings:
     email_max_attempts: int = 8
     email_backoff_base_ms: int = 1000
     jsonata_max_steps: int = 1000000
+    stream_buffer_events: int = 10000
+    stream_flush_ms: int = 10
+    stream_poll_ms: int = 1000
+    stream_ping_seconds: int = 15
+    stream_send_timeout_seconds: int = 30
     jsonata_max_depth: int = 200
     jsonata_max_result_bytes: int = 1048576
 

@@ -31,8 +31,9 @@ def cli(data: Path, *args: str) -> str:
 
 
 class ServerProcess:
-    def __init__(self, data: Path, port: int | None = None) -> None:
+    def __init__(self, data: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.data = data
+        self.env = env or {}
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data.parent / f"serve-{self.port}.log"
@@ -42,7 +43,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
-        env = {**os.environ, "IOTMAN_LOG_LEVEL": "warning"}
+        env = {**os.environ, "IOTMAN_LOG_LEVEL": "warning", **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [IOTMAN, "serve", "--port", str(self.port), "--data", str(self.data)],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from iotman.access.route_scopes import ROUTE_SCOPES
 from iotman.web.admin_auth import SERVER_ONLY
@@ -17,6 +17,9 @@ def app_routes(api: Api) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for router_routes in (app.admin.routes, app.data.routes):  # type: ignore[attr-defined]
         for route in router_routes:
+            if isinstance(route, WebSocketRoute):
+                found.add(("WEBSOCKET", route.path))
+                continue
             assert isinstance(route, Route)
             for method in route.methods or ():
                 if method != "HEAD":

@@ -21,6 +21,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/data/{ws}/{path}"): None,  # gated by the source's auth / required_scope
     ("GET", "/data/{ws}/{path}"): None,  # gated by the export endpoint's auth / required_scope
     ("OPTIONS", "/data/{ws}/{path}"): None,  # CORS preflight: answers only for the endpoint's cors_origins
+    ("GET", "/data/{ws}/{path}/events"): None,  # SSE: gated like GET /data/{ws}/{path}
+    ("OPTIONS", "/data/{ws}/{path}/events"): None,  # CORS preflight of the SSE stream
+    ("WEBSOCKET", "/data/{ws}/{path}/stream"): None,  # gated like GET /data/{ws}/{path}
     ("GET", "/views/{ws}/{name}/data"): None,  # gated by iotman:data:read or the view's required_scope
     ("POST", "/views/{ws}/{name}/rebuild"): None,  # gated in the handler by iotman:views:update
     # gated in the handler by iotman:functions:invoke and the function's required_scope

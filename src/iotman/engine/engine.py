@@ -15,6 +15,7 @@ from iotman.engine.email_sender import EmailSender
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.function_service import FunctionService
 from iotman.engine.ingest_service import IngestService
+from iotman.engine.live_streams import LiveStreams
 from iotman.engine.read_service import ReadService
 from iotman.engine.registry import Registry
 from iotman.engine.test_tools import TestTools
@@ -82,13 +83,36 @@ class Engine:
             ApiCalls(self.registry, self.ingest, self.views, self.admin, self.read),
             clock=self.clock,
             on_email=self.email.wake,
+            on_committed=self._committed_elsewhere,
+        )
+        self.live = LiveStreams(
+            self.registry,
+            self.read,
+            self.reads,
+            self.metrics,
+            buffer_events=settings.stream_buffer_events,
+            flush_ms=settings.stream_flush_ms,
+            poll_ms=settings.stream_poll_ms,
+            last_seq=store.last_seq,
         )
         self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
-        self.ingest.on_appended = self.triggers.wake
+        self.ingest.on_appended = self._appended
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cron_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-cron")
         self.cron = CronRunner(store, self.functions, self.clock, self._cron_thread)
         self.ready = False
         self._prune_task: asyncio.Task[None] | None = None
+
+    def _appended(self, workspace_id: int) -> None:
+        """Events were committed to this workspace (on the event loop): wake what reacts."""
+        self.triggers.wake()
+        self.live.wake(workspace_id)
+
+    def _committed_elsewhere(self, workspace_id: int) -> None:
+        """A function's transaction committed (in a worker thread); it may have appended."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.live.wake, workspace_id)
 
     def open(self) -> None:
         self.store.open()
@@ -105,12 +129,14 @@ class Engine:
 
     async def start(self) -> None:
         """Open the store (in a thread) and start housekeeping."""
-        await asyncio.get_running_loop().run_in_executor(self.reads, self.store.open)
+        self._loop = asyncio.get_running_loop()
+        await self._loop.run_in_executor(self.reads, self.store.open)
         self.ready = True
         self._prune_task = asyncio.create_task(self._prune_loop(), name="iotman-prune")
         self.email.start()
         self.triggers.start()
         self.cron.start()
+        self.live.start()
 
     async def stop(self) -> None:
         """Finish queued writes, then close. Requests in flight are already answered by now."""
@@ -119,6 +145,7 @@ class Engine:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
+        await self.live.stop()
         await self.email.stop()
         await self.triggers.stop()
         await self.cron.stop()

@@ -226,8 +226,11 @@ class FunctionService:
         *,
         clock: Clock | None = None,
         on_email: Callable[[], None] | None = None,
+        on_committed: Callable[[int], None] | None = None,
     ) -> None:
         self._store = store
+        self.on_committed = on_committed
+        """Called (from the running thread) with the workspace id after a function's work committed."""
         self._api = api
         self._clock = clock or SystemClock()
         self._on_email = on_email
@@ -303,8 +306,11 @@ class FunctionService:
         finally:
             if host.defined:  # what the transaction defined (or undid) is read afresh
                 self._registry.forget_definitions(ws)
-        if host.emailed and keep and run.error is None and self._on_email is not None:
-            self._on_email()  # committed: the sender delivers now
+        if keep and run.error is None:
+            if host.emailed and self._on_email is not None:
+                self._on_email()  # committed: the sender delivers now
+            if self.on_committed is not None:
+                self.on_committed(ws.id)
         return run
 
     def _evaluate(self, compiled: CompiledJsonata, value: Any, run: FunctionRun, host: _HostCalls) -> None:
@@ -476,6 +482,8 @@ class FunctionService:
 
         ran = self._store.transaction(work)
         self._after_commit(ws, hosts, ran)
+        if ran and self.on_committed is not None:
+            self.on_committed(ws.id)
         return ran
 
 

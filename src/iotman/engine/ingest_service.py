@@ -194,12 +194,12 @@ class IngestService:
             self._metrics.ingest_requests.labels(outcome.code).inc()
             raise outcome
         if self.on_appended is not None:
-            self.on_appended()
+            self.on_appended(source.workspace.id)
         self._metrics.ingest_events.inc(len(outcome.ids))
         return IngestAnswer(_answer(outcome, append.batch), outcome.replayed, len(outcome.ids))
 
-    on_appended: Callable[[], None] | None = None
-    """Called after an append committed (the trigger runner's wake-up)."""
+    on_appended: Callable[[int], None] | None = None
+    """Called with the workspace id after an append committed (wakes triggers and live streams)."""
 
     def accept_now(
         self, source: CompiledSource, principal: Principal, body: bytes, *, content_type: str, batch: bool = False

@@ -27,7 +27,7 @@ from iotman.export.read_params import ReadParams
 from iotman.process.constructor import Constructor, StrictMissing
 from iotman.storage.ports import AggregateQuery, EventQuery, Store, StoredEvent
 
-__all__ = ["ReadPage", "ReadService", "check_read_auth", "render_page"]
+__all__ = ["LogLines", "ReadPage", "ReadService", "check_read_auth", "render_page"]
 
 STREAM_CHUNK = 1000
 
@@ -37,6 +37,16 @@ class ReadPage:
     items: list[str]
     last_seq: int | None
     more: bool
+
+
+@dataclass(slots=True)
+class LogLines:
+    """Rendered events after a position, in log order: (seq, JSON text) of each that rendered,
+    the seq of the last event read (rendered or not) and whether the limit was reached."""
+
+    lines: list[tuple[int, str]]
+    last_seq: int | None
+    full: bool
 
 
 def check_read_auth(target: ReadTarget, principal: Principal | None, token_given: bool) -> None:
@@ -205,6 +215,29 @@ class ReadService:
                 pending = read(after, before)
             if body:
                 yield body
+
+    def lines_after(self, target: ReadTarget, after_seq: int, limit: int) -> LogLines:
+        """The target's events after ``after_seq``, oldest first (live streams; in a store thread)."""
+        output = target.output
+        query = EventQuery(
+            workspace_id=target.workspace.id,
+            sources=output.sources,
+            tags=output.tags,
+            after_seq=after_seq,
+            limit=limit,
+            descending=False,
+        )
+        constructor = output.constructor
+        if constructor is not None and constructor.spec is not None:
+            pairs = self._store.read_rendered(query, constructor.spec)
+            return LogLines(pairs, pairs[-1][0] if pairs else None, len(pairs) >= limit)
+        rows = self._store.read_events(query)
+        lines: list[tuple[int, str]] = []
+        for row in rows:
+            rendered = _render(constructor, [row], target)
+            if rendered:
+                lines.append((row.seq, rendered[0]))
+        return LogLines(lines, rows[-1].seq if rows else None, len(rows) >= limit)
 
     def _read_chunk(self, target: ReadTarget, query: EventQuery) -> tuple[int, int | None, bytes]:
         """(events read, seq of the last, NDJSON body) of one chunk, in a store thread."""

@@ -80,7 +80,10 @@ class TriggerRunner(BackgroundLoop):
             part = events[first : first + PER_TRANSACTION]
             # one write transaction for a run of firings, each in a savepoint of its own: a stop
             # still undoes only its own function, and the writer is held for one run at most
-            if not self._store.transaction(functools.partial(self._fire_run, ws, trigger, part)):
+            kept = self._store.transaction(functools.partial(self._fire_run, ws, trigger, part))
+            if self._functions.on_committed is not None:
+                self._functions.on_committed(ws.id)  # replies and the functions' appends are in
+            if not kept:
                 break  # failing: it stays at the event that failed
         return len(events)
 

@@ -30,7 +30,7 @@ class IotmanApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif scope["path"].startswith("/data/"):
-            if scope["method"] == "POST":
+            if kind == "http" and scope["method"] == "POST":
                 ws, slash, path = scope["path"][6:].partition("/")
                 if ws and path and slash and "/" not in path:
                     await self.ingest(scope, receive, send, ws, path)

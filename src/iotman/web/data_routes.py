@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route, Router
+from starlette.routing import Route, Router, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from iotman.access.bearer_tokens import parse_bearer
@@ -19,8 +19,10 @@ from iotman.engine.registry import ReadTarget
 from iotman.errors import IotmanError, StorageFailure
 from iotman.export.aggregation import parse_agg
 from iotman.export.read_params import parse_read_params
+from iotman.web.cors import cors_headers
 from iotman.web.error_responses import error_response
 from iotman.web.function_routes import function_runner
+from iotman.web.live_routes import LiveRoutes
 from iotman.web.view_routes import view_reader, view_rebuilder
 
 __all__ = ["data_router"]
@@ -44,21 +46,11 @@ def _guard(endpoint: Endpoint) -> Endpoint:
     return guarded
 
 
-def cors_headers(allowed: tuple[str, ...], origin: str | None) -> dict[str, str]:
-    """CORS answer headers when the request's Origin is allowed (``*`` allows any)."""
-    if not allowed or origin is None:
-        return {}
-    if "*" in allowed:
-        return {"Access-Control-Allow-Origin": "*"}
-    if origin in allowed:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    return {}
-
-
 def data_router(engine: Engine) -> Router:
     ingest = engine.ingest
     metrics = engine.metrics
     reads_ok = metrics.reads.labels("ok")
+    live = LiveRoutes(engine)
 
     async def get_data(request: Request) -> Response:
         params = request.path_params
@@ -118,6 +110,9 @@ def data_router(engine: Engine) -> Router:
         )
 
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "no such stream"})
+            return
         response = Response(
             orjson.dumps(
                 {"error": {"code": "not_found", "message": f"no route {scope['path']}; use /data/{{ws}}/{{path}}"}}
@@ -132,6 +127,9 @@ def data_router(engine: Engine) -> Router:
         default=not_found,
         routes=[
             Route("/data/{ws}/{path}", _guard(get_data), methods=["GET"]),
+            Route("/data/{ws}/{path}/events", _guard(live.events), methods=["GET"]),
+            WebSocketRoute("/data/{ws}/{path}/stream", live.stream),
+            Route("/data/{ws}/{path}/events", _guard(preflight), methods=["OPTIONS"]),
             Route("/views/{ws}/{name}/data", _guard(view_reader(engine)), methods=["GET"]),
             Route("/views/{ws}/{name}/rebuild", _guard(view_rebuilder(engine)), methods=["POST"]),
             Route("/functions/{ws}/{name}", _guard(function_runner(engine, test=False)), methods=["POST"]),
