@@ -48,6 +48,12 @@ class Metrics:
         self.live_events = Counter(
             "iotman_live_events", "Matches handed to live stream subscribers (one per subscriber).", registry=r
         )
+        self.delivery_attempts = Counter(
+            "iotman_delivery_attempts",
+            "Webhook and MQTT push attempts by kind and outcome (delivered, retried, dead).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.live_dropped = Counter(
             "iotman_live_dropped", "Live stream subscribers dropped for reading too slowly.", registry=r
         )

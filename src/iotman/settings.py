@@ -155,6 +155,27 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "A live stream whose client has not taken a write for this long is closed.",
         int,
     ),
+    Setting(
+        "delivery_lease_seconds",
+        300,
+        "How long a server holds the webhook and MQTT push deliveries it took; a crashed server's are tried "
+        "again when it runs out.",
+        int,
+    ),
+    Setting(
+        "delivery_backoff_base_ms",
+        1000,
+        "First retry delay of a failed delivery; doubled each attempt (jittered) up to `delivery_backoff_max_ms`.",
+        _non_negative,
+    ),
+    Setting("delivery_backoff_max_ms", 3600000, "Longest delay between two attempts of a delivery.", _non_negative),
+    Setting(
+        "delivery_keep_hours",
+        72,
+        "How long delivered deliveries stay in the delivery log (dead letters stay until replayed or "
+        "their target is deleted).",
+        int,
+    ),
     Setting("jsonata_timeout_ms", 1000, "Longest one JSONata evaluation may run, in milliseconds.", int),
     Setting("jsonata_max_steps", 1000000, "Most evaluation steps of one JSONata evaluation (`0`: no cap).", int),
     Setting("jsonata_max_depth", 200, "Deepest nesting of function calls in one JSONata evaluation.", int),
@@ -199,6 +220,10 @@ class Settings:
     email_backoff_base_ms: int = 1000
     jsonata_max_steps: int = 1000000
     stream_buffer_events: int = 10000
+    delivery_lease_seconds: int = 300
+    delivery_backoff_base_ms: int = 1000
+    delivery_backoff_max_ms: int = 3600000
+    delivery_keep_hours: int = 72
     stream_flush_ms: int = 10
     stream_poll_ms: int = 1000
     stream_ping_seconds: int = 15

@@ -56,6 +56,8 @@ COLLECTIONS = (
     "clients",
     "triggers",
     "cron-jobs",
+    "webhooks",
+    "mqtt-pushes",
 )
 """Definition collections under /api/v1/workspaces/{ws}/; each gets the same five routes."""
 
@@ -66,6 +68,10 @@ for _collection in COLLECTIONS:
     ROUTE_SCOPES[("GET", _base + "/{name}")] = f"iotman:{_collection}:read"
     ROUTE_SCOPES[("PUT", _base + "/{name}")] = f"iotman:{_collection}:update"
     ROUTE_SCOPES[("DELETE", _base + "/{name}")] = f"iotman:{_collection}:delete"
+for _collection in ("webhooks", "mqtt-pushes"):
+    _base = f"/api/v1/workspaces/{{ws}}/{_collection}/{{name}}"
+    ROUTE_SCOPES[("GET", _base + "/deliveries")] = f"iotman:{_collection}:read"
+    ROUTE_SCOPES[("POST", _base + "/replay")] = f"iotman:{_collection}:update"
 for _tool in ("jsonpath", "constructor", "jsonata", "tag_rule", "view"):
     ROUTE_SCOPES[("POST", f"/api/v1/workspaces/{{ws}}/test/{_tool}")] = "iotman:test:run"
 

@@ -16,13 +16,25 @@ from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
 from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
+from iotman.core.webhook import MQTT_PUSH_TARGET, WEBHOOK_TARGET, MqttPushDefinition
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
-from iotman.engine.definition_kinds import CRON_JOB, FUNCTION, KINDS, OUTPUT, TAG_RULE, TRIGGER, VIEW, DefinitionKind
+from iotman.engine.definition_kinds import (
+    CRON_JOB,
+    FUNCTION,
+    KINDS,
+    MQTT_PUSH,
+    OUTPUT,
+    TAG_RULE,
+    TRIGGER,
+    VIEW,
+    WEBHOOK,
+    DefinitionKind,
+)
 from iotman.engine.registry import SERVER_WORKSPACE, Registry
 from iotman.engine.view_rebuild import RebuildProgress, shadow_name
 from iotman.errors import Conflict, DefinitionInvalid, NotFound
-from iotman.storage.ports import DefinitionRecord, OutboxEmail, QuarantineEntry, Store
+from iotman.storage.ports import DefinitionRecord, Delivery, OutboxEmail, QuarantineEntry, Store
 
 __all__ = ["AdminService", "definition_error", "definition_json", "quarantine_json", "workspace_json"]
 
@@ -64,6 +76,8 @@ class AdminService:
         self._registry = registry
         self._clock = clock
         self._checks = DefinitionChecks(store, registry.jsonata)
+        self.lane_status: Callable[[int, str], dict[str, Any]] | None = None
+        """The delivery sender's view of a target (circuit breaker), set by the engine."""
 
     # workspaces --------------------------------------------------------------------
     def create_workspace(self, slug: str) -> Workspace:
@@ -145,6 +159,11 @@ class AdminService:
                     code="name_mismatch",
                 )
         definition = self._parse(kind, body)
+        if kind is WEBHOOK and definition.secret is None:
+            # omitted: the stored secret stays (it is shown once, so a client cannot send it back)
+            old = self._store.get_definition(ws.id, kind.kind, name)
+            if old is not None:
+                definition = definition.model_copy(update={"secret": old.body.get("secret")})
         stored = self._stored(definition)
         self._checks.check(ws, kind, definition, stored, caller)
         record = self._store.replace_definition(
@@ -162,6 +181,8 @@ class AdminService:
             self._store.delete_setting(ws.id, TRIGGER_STATE + name)
         if kind is CRON_JOB:
             self._store.delete_setting(ws.id, CRON_STATE + name)
+        if kind in PUSH_TARGETS:
+            self._store.delete_deliveries(ws.id, PUSH_TARGETS[kind] + name)
         # forgotten before its rows go: an append still folding the view cannot leave rows behind
         # for a later view of the same name (a fold already queued may; the next delete clears it)
         self._registry.forget_definitions(ws)
@@ -169,14 +190,47 @@ class AdminService:
             self._store.delete_view_rows(ws.id, name)
             self._store.delete_view_rows(ws.id, shadow_name(name))
 
-    def get(self, slug: str, collection: str, name: str) -> dict[str, Any]:
+    def get(self, slug: str, collection: str, name: str, *, reveal: bool = False) -> dict[str, Any]:
+        """``reveal``: include secrets (the answer to a create: a webhook's secret is shown once)."""
         kind = KINDS[collection]
         ws = self._registry.workspace(slug)
+        record = self._definition(ws, kind, name)
+        out = self._json(ws, kind, record)
+        if reveal and kind is WEBHOOK:
+            out["secret"] = record.body.get("secret")
+        return out
+
+    def _definition(self, ws: Workspace, kind: DefinitionKind, name: str) -> DefinitionRecord:
         record = self._store.get_definition(ws.id, kind.kind, name)
         if record is None:
             code = kind.kind.replace("-", "_") + "_not_found"
             raise NotFound(f"{kind.label} {name!r} does not exist", code=code, field="name")
-        return self._json(ws, kind, record)
+        return record
+
+    # deliveries of webhooks and MQTT pushes ------------------------------------------------
+    def deliveries(
+        self, slug: str, collection: str, name: str, state: str | None, limit: int, before_id: int | None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        kind = KINDS[collection]
+        ws = self._registry.workspace(slug)
+        self._definition(ws, kind, name)
+        self._store.flush()
+        found = self._store.list_deliveries(ws.id, PUSH_TARGETS[kind] + name, state, before_id, limit + 1)
+        more = len(found) > limit
+        found = found[:limit]
+        return [delivery_json(d) for d in found], found[-1].id if more and found else None
+
+    def replay(self, slug: str, collection: str, name: str, delivery_id: int | None) -> int:
+        """Dead deliveries (one, or all of the target) pending again with fresh attempts."""
+        kind = KINDS[collection]
+        ws = self._registry.workspace(slug)
+        self._definition(ws, kind, name)
+        count = self._store.replay_deliveries(ws.id, PUSH_TARGETS[kind] + name, delivery_id, self._clock.now_us())
+        if delivery_id is not None and count == 0:
+            raise NotFound(
+                f"{kind.label} {name!r} has no dead delivery {delivery_id}", code="delivery_not_found", field="id"
+            )
+        return count
 
     def list_definitions(self, slug: str, collection: str) -> list[dict[str, Any]]:
         kind = KINDS[collection]
@@ -195,6 +249,14 @@ class AdminService:
             out["status"]["rebuild"] = None if progress is None else progress.to_json()
         elif kind is TRIGGER:
             out["status"] = trigger_status_json(self._store.get_setting(ws.id, TRIGGER_STATE + record.name))
+        elif kind in PUSH_TARGETS:
+            out.pop("secret", None)
+            if kind is MQTT_PUSH:
+                out["broker"] = MqttPushDefinition.model_validate(record.body).public()["broker"]
+            target = PUSH_TARGETS[kind] + record.name
+            out["status"] = {"deliveries": self._store.delivery_counts(ws.id, target)}
+            if self.lane_status is not None:
+                out["status"].update(self.lane_status(ws.id, target))
         elif kind is CRON_JOB:
             job = CronJobDefinition.model_validate(record.body)
             state = self._store.get_setting(ws.id, CRON_STATE + record.name) or {}
@@ -323,6 +385,8 @@ class AdminService:
 
 
 SFTP_PREFIX = "sftp-profile:"
+PUSH_TARGETS = {WEBHOOK: WEBHOOK_TARGET, MQTT_PUSH: MQTT_PUSH_TARGET}
+"""The delivery target prefix of each kind that pushes matches."""
 TRIGGER_STATE = "trigger:"
 CRON_STATE = "cron:"
 """Where a cron job keeps its last claimed tick, its runs and its last error."""
@@ -338,6 +402,21 @@ def trigger_status_json(state: dict[str, Any] | None) -> dict[str, Any]:
         "aborted": state.get("aborted", 0),
         "failing": state.get("failing") is not None,
         "last_error": state.get("failing") or state.get("last_error"),
+    }
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "seq": delivery.seq,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "created_at": format_us(delivery.created_at_us),
+        "next_attempt_at": format_us(delivery.next_attempt_us) if delivery.state == "pending" else None,
+        "done_at": None if delivery.done_at_us is None else format_us(delivery.done_at_us),
+        "last_status": delivery.last_status,
+        "last_latency_ms": None if delivery.last_latency_us is None else round(delivery.last_latency_us / 1000, 3),
+        "last_error": delivery.last_error,
     }
 
 

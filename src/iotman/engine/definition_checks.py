@@ -27,11 +27,13 @@ from iotman.engine.definition_kinds import (
     CRON_JOB,
     ENDPOINT,
     FUNCTION,
+    MQTT_PUSH,
     OUTPUT,
     SOURCE,
     TAG_RULE,
     TRIGGER,
     VIEW,
+    WEBHOOK,
     DefinitionKind,
 )
 from iotman.errors import Conflict, DefinitionInvalid, Forbidden
@@ -77,9 +79,22 @@ class DefinitionChecks:
             self._client(ws, definition, caller)
         elif kind is TRIGGER:
             self._trigger(ws, definition)
+        elif kind in (WEBHOOK, MQTT_PUSH):
+            self._pushed(ws, definition)
         elif kind is CRON_JOB and self._store.get_definition(ws.id, FUNCTION.kind, definition.function) is None:
             raise DefinitionInvalid(
                 f"function {definition.function!r} does not exist", code="unknown_function", field="function"
+            )
+
+    def _pushed(self, ws: Workspace, definition: Any) -> None:
+        """A webhook's or MQTT push's output (or export endpoint) exists."""
+        if definition.output is not None and definition.output not in self._names(ws, OUTPUT):
+            raise DefinitionInvalid(
+                f"output {definition.output!r} does not exist", code="unknown_output", field="output"
+            )
+        if definition.endpoint is not None and definition.endpoint not in self._names(ws, ENDPOINT):
+            raise DefinitionInvalid(
+                f"export endpoint {definition.endpoint!r} does not exist", code="unknown_endpoint", field="endpoint"
             )
 
     def _trigger(self, ws: Workspace, definition: TriggerDefinition) -> None:
@@ -221,9 +236,18 @@ class DefinitionChecks:
     def check_unused(self, ws: Workspace, kind: DefinitionKind, name: str) -> None:
         """Refuse to delete what another definition still uses."""
         users: list[str] = []
-        if kind is OUTPUT:
-            users = [r.name for r in self._store.list_definitions(ws.id, ENDPOINT.kind) if r.body["output"] == name]
-            what = "export endpoint"
+        if kind in (OUTPUT, ENDPOINT):
+            field = "output" if kind is OUTPUT else "endpoint"
+            what = "webhook"
+            users = [r.name for r in self._store.list_definitions(ws.id, WEBHOOK.kind) if r.body.get(field) == name]
+            if not users:
+                what = "MQTT push"
+                users = [
+                    r.name for r in self._store.list_definitions(ws.id, MQTT_PUSH.kind) if r.body.get(field) == name
+                ]
+            if not users and kind is OUTPUT:
+                what = "export endpoint"
+                users = [r.name for r in self._store.list_definitions(ws.id, ENDPOINT.kind) if r.body["output"] == name]
         elif kind is TAG_RULE:
             users = [
                 r.name

@@ -19,6 +19,7 @@ from iotman.core.source import SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.trigger import TriggerDefinition
 from iotman.core.view import ViewDefinition
+from iotman.core.webhook import MqttPushDefinition, WebhookDefinition
 
 __all__ = [
     "CLIENT",
@@ -30,7 +31,9 @@ __all__ = [
     "SOURCE",
     "TAG_RULE",
     "TRIGGER",
+    "MQTT_PUSH",
     "VIEW",
+    "WEBHOOK",
     "DefinitionKind",
 ]
 
@@ -61,7 +64,10 @@ FUNCTION = DefinitionKind("function", "functions", "function", FunctionDefinitio
 CLIENT = DefinitionKind("client", "clients", "client", ClientDefinition)
 TRIGGER = DefinitionKind("trigger", "triggers", "trigger", TriggerDefinition)
 CRON_JOB = DefinitionKind("cron-job", "cron-jobs", "cron job", CronJobDefinition)
+WEBHOOK = DefinitionKind("webhook", "webhooks", "webhook", WebhookDefinition)
+MQTT_PUSH = DefinitionKind("mqtt-push", "mqtt-pushes", "MQTT push", MqttPushDefinition)
 
 KINDS: dict[str, DefinitionKind] = {
-    k.collection: k for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT, TRIGGER, CRON_JOB)
+    k.collection: k
+    for k in (SOURCE, TAG_RULE, OUTPUT, ENDPOINT, VIEW, FUNCTION, CLIENT, TRIGGER, CRON_JOB, WEBHOOK, MQTT_PUSH)
 }

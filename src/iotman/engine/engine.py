@@ -11,6 +11,7 @@ from iotman.compute.jsonata_fields import engine_named, limits_from
 from iotman.core.clock import Clock, SystemClock
 from iotman.engine.admin_service import AdminService
 from iotman.engine.cron_runner import CronRunner
+from iotman.engine.delivery_sender import DeliverySender, SenderOptions
 from iotman.engine.email_sender import EmailSender
 from iotman.engine.function_calls import ApiCalls
 from iotman.engine.function_service import FunctionService
@@ -95,6 +96,20 @@ class Engine:
             poll_ms=settings.stream_poll_ms,
             last_seq=store.last_seq,
         )
+        self._delivery_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="iotman-deliveries")
+        self.deliveries = DeliverySender(
+            store,
+            self.registry,
+            self.clock,
+            self._delivery_threads,
+            self.metrics,
+            SenderOptions(
+                lease_s=settings.delivery_lease_seconds,
+                backoff_base_s=settings.delivery_backoff_base_ms / 1000,
+                backoff_max_s=settings.delivery_backoff_max_ms / 1000,
+            ),
+        )
+        self.admin.lane_status = self.deliveries.lane_status
         self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
         self.ingest.on_appended = self._appended
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,6 +121,7 @@ class Engine:
     def _appended(self, workspace_id: int) -> None:
         """Events were committed to this workspace (on the event loop): wake what reacts."""
         self.triggers.wake()
+        self.deliveries.wake()
         self.live.wake(workspace_id)
 
     def _committed_elsewhere(self, workspace_id: int) -> None:
@@ -113,6 +129,7 @@ class Engine:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.live.wake, workspace_id)
+        self.deliveries.wake()
 
     def open(self) -> None:
         self.store.open()
@@ -124,6 +141,7 @@ class Engine:
         self.function_threads.shutdown(wait=True)
         self._trigger_thread.shutdown(wait=True)
         self._cron_thread.shutdown(wait=True)
+        self._delivery_threads.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.store.close()
 
@@ -137,6 +155,7 @@ class Engine:
         self.triggers.start()
         self.cron.start()
         self.live.start()
+        self.deliveries.start()
 
     async def stop(self) -> None:
         """Finish queued writes, then close. Requests in flight are already answered by now."""
@@ -146,6 +165,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prune_task
         await self.live.stop()
+        await self.deliveries.stop()
         await self.email.stop()
         await self.triggers.stop()
         await self.cron.stop()
@@ -154,12 +174,16 @@ class Engine:
         await loop.run_in_executor(None, lambda: self.function_threads.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self._trigger_thread.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self._cron_thread.shutdown(wait=True))
+        await loop.run_in_executor(None, lambda: self._delivery_threads.shutdown(wait=True))
         await loop.run_in_executor(None, lambda: self.reads.shutdown(wait=True))
         await loop.run_in_executor(None, self.store.close)
 
     def prune(self) -> None:
         self.store.prune(
-            self.clock.now_us(), self.settings.idempotency_ttl_seconds * 1_000_000, self.settings.quarantine_keep
+            self.clock.now_us(),
+            self.settings.idempotency_ttl_seconds * 1_000_000,
+            self.settings.quarantine_keep,
+            self.settings.delivery_keep_hours * 3_600_000_000,
         )
 
     async def _prune_loop(self) -> None:

@@ -25,9 +25,10 @@ from iotman.core.clock import Clock, format_us
 from iotman.core.source import SchemaMode, SourceAuth
 from iotman.core.workspace import Workspace
 from iotman.engine.async_bridge import CompletionRelay
-from iotman.engine.registry import CompiledSource, ReadTarget, Registry
+from iotman.engine.registry import CompiledSource, DeliveryTarget, ReadTarget, Registry
 from iotman.errors import IotmanError, NotFound
 from iotman.metrics import Metrics
+from iotman.process.output_select import selects
 from iotman.storage.ports import AppendBatch, AppendResult, QuarantineEntry, Store, ViewFold
 
 __all__ = ["IngestAnswer", "IngestService", "QuarantineLimiter"]
@@ -242,7 +243,12 @@ class IngestService:
             warnings = problems
         payloads = [dump_json(v) for v in values]
         received_at_us = self._clock.now_us()
-        tags = self._tags(source, values, metadata_text, received_at_us)
+        tag_values = self._tags(source, values, metadata_text, received_at_us)
+        tags = None if tag_values is None else [None if t is None else dump_json(t) for t in tag_values]
+        targets = self._registry.cached_delivery_targets(source.workspace)
+        if targets is None:
+            targets = self._registry.delivery_targets(source.workspace)
+        deliveries = _deliveries(targets, definition.name, tag_values, len(values)) if targets else None
         views = self._registry.cached_views(source.workspace)
         if views is None:
             views = self._registry.views(source.workspace)
@@ -275,11 +281,12 @@ class IngestService:
             batch=decoded.batch,
             folds=folds or None,
             payload_values=values if folds else None,
+            deliveries=deliveries or None,
         )
 
     def _tags(
         self, source: CompiledSource, values: list[Any], metadata_text: str, received_at_us: int
-    ) -> list[str | None] | None:
+    ) -> list[dict[str, Any] | None] | None:
         """Tags of each event (SPEC §3.1), or None when no rule applies to this source."""
         tag_set = self._registry.cached_tag_set(source.workspace) or self._registry.tag_set(source.workspace)
         name = source.definition.name
@@ -288,7 +295,7 @@ class IngestService:
             return None
         received_at = format_us(received_at_us)
         metadata: dict[str, Any] | None = None
-        out: list[str | None] = []
+        out: list[dict[str, Any] | None] = []
         for value in values:
 
             def envelope(value: Any = value) -> dict[str, Any]:
@@ -297,8 +304,7 @@ class IngestService:
                     metadata = {**orjson.loads(metadata_text), "received_at": received_at}
                 return {"payload": value, "metadata": metadata, "source": name, "received_at": received_at}
 
-            tags = program(value, envelope, name, received_at_us)
-            out.append(None if tags is None else dump_json(tags))
+            out.append(program(value, envelope, name, received_at_us))
         return out if any(t is not None for t in out) else None
 
     def _metadata_text(self, principal: Principal, source_ip: str | None) -> str:
@@ -362,6 +368,21 @@ class IngestService:
                 details=details,
             )
         )
+
+
+def _deliveries(
+    targets: list[DeliveryTarget], source: str, tags: list[dict[str, Any] | None] | None, count: int
+) -> list[tuple[int, str]]:
+    """(event index, target) of each webhook or MQTT push delivery the events make."""
+    out: list[tuple[int, str]] = []
+    for target in targets:
+        if target.sources is not None and source not in target.sources:
+            continue
+        if not target.tags:
+            out.extend((i, target.key) for i in range(count))
+        elif tags is not None:
+            out.extend((i, target.key) for i, t in enumerate(tags) if selects(None, target.tags, source, t))
+    return out
 
 
 def _ingest_context(principal: Principal) -> dict[str, Any]:

@@ -20,14 +20,14 @@ import orjson
 from iotman.access.data_access import DATA_READ, authorise_data
 from iotman.access.principal import Principal
 from iotman.connect.json_codec import load_json
-from iotman.engine.registry import ReadTarget
+from iotman.engine.registry import CompiledOutput, ReadTarget
 from iotman.errors import InvalidQuery
 from iotman.export.aggregation import AggSpec
 from iotman.export.read_params import ReadParams
 from iotman.process.constructor import Constructor, StrictMissing
 from iotman.storage.ports import AggregateQuery, EventQuery, Store, StoredEvent
 
-__all__ = ["LogLines", "ReadPage", "ReadService", "check_read_auth", "render_page"]
+__all__ = ["LogLines", "ReadPage", "ReadService", "check_read_auth", "render_event", "render_page"]
 
 STREAM_CHUNK = 1000
 
@@ -107,6 +107,31 @@ def _render(constructor: Constructor | None, rows: list[StoredEvent], target: Re
         except TypeError:  # integers beyond 64 bits
             out.append(json.dumps(rendered, separators=(",", ":")))
     return out
+
+
+def render_event(output: CompiledOutput, event: StoredEvent) -> str:
+    """One event as ``output`` renders it (JSON text); ValueError when a ``strict`` query finds nothing."""
+    constructor = output.constructor
+    if constructor is None:
+        return event.payload
+    try:
+        rendered = constructor.render_row(
+            load_json(event.payload),
+            event.seq,
+            event.id,
+            event.source,
+            event.received_at_us,
+            None,
+            event.metadata,
+            None,
+            event.tags,
+        )
+    except StrictMissing as exc:
+        raise ValueError(f"output {output.name!r} cannot render event {event.id}: {exc}") from None
+    try:
+        return orjson.dumps(rendered).decode()
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(rendered, separators=(",", ":"))
 
 
 class ReadService:

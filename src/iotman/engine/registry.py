@@ -25,14 +25,23 @@ from iotman.core.output import EndpointAuth, ExportEndpointDefinition, OutputDef
 from iotman.core.source import ReadAuth, SourceDefinition
 from iotman.core.tag_rule import TagRuleDefinition
 from iotman.core.view import BUILT_IN_REDUCERS, ViewDefinition
+from iotman.core.webhook import MQTT_PUSH_TARGET, WEBHOOK_TARGET
 from iotman.core.workspace import Workspace
-from iotman.engine.definition_kinds import ENDPOINT, OUTPUT, SOURCE, TAG_RULE, VIEW
+from iotman.engine.definition_kinds import ENDPOINT, MQTT_PUSH, OUTPUT, SOURCE, TAG_RULE, VIEW, WEBHOOK
 from iotman.errors import Conflict, DefinitionInvalid, NotFound
 from iotman.process.constructor import Constructor, compile_constructor
 from iotman.process.tag_rules import RuleStatus, TagSet, compile_tag_rule
 from iotman.storage.ports import DefinitionRecord, Store
 
-__all__ = ["SOURCE_KIND", "CompiledOutput", "CompiledSource", "OutputStatus", "ReadTarget", "Registry"]
+__all__ = [
+    "SOURCE_KIND",
+    "CompiledOutput",
+    "CompiledSource",
+    "DeliveryTarget",
+    "OutputStatus",
+    "ReadTarget",
+    "Registry",
+]
 
 SOURCE_KIND = SOURCE.kind
 SERVER_WORKSPACE = 0
@@ -89,6 +98,15 @@ class ReadTarget:
     cors_origins: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """A webhook or MQTT push as ingest sees it: its target key and what it selects."""
+
+    key: str
+    sources: tuple[str, ...] | None
+    tags: dict[str, Any] | None
+
+
 _READ_AUTH = {
     ReadAuth.OAUTH2: EndpointAuth.OAUTH2,
     ReadAuth.OAUTH2_OR_NONE: EndpointAuth.OAUTH2_OR_NONE,
@@ -117,6 +135,7 @@ class Registry:
         self._sources: dict[tuple[int, str], CompiledSource] = {}
         self._targets: dict[tuple[int, str], ReadTarget] = {}
         self._tag_sets: dict[int, TagSet] = {}
+        self._delivery_targets: dict[int, list[DeliveryTarget]] = {}
         self._tokens: dict[str, tuple[float, Principal]] = {}
         self._rule_status: dict[tuple[int, str, int], RuleStatus] = {}
         self._output_status: dict[tuple[int, str], OutputStatus] = {}
@@ -166,6 +185,7 @@ class Registry:
                     cache.pop(key, None)
         self._tag_sets.pop(ws.id, None)
         self._views.pop(ws.id, None)
+        self._delivery_targets.pop(ws.id, None)
 
     # sources ---------------------------------------------------------------------
     def cached_source(self, ws: Workspace, path: str) -> CompiledSource | None:
@@ -337,6 +357,37 @@ class Registry:
             found = ReadTarget(ws, source.name, passthrough, _READ_AUTH[source.read_auth], None, ())
         if shared and generation == self._generation:
             self._targets[(ws.id, path)] = found
+        return found
+
+    # webhooks and MQTT pushes ----------------------------------------------------------
+    def pushed_output(self, ws: Workspace, body: dict[str, Any]) -> CompiledOutput:
+        """The output a webhook or MQTT push definition (its stored body) pushes."""
+        name = body.get("output")
+        if name is None:
+            record = self._store.get_definition(ws.id, ENDPOINT.kind, body["endpoint"])
+            if record is None:
+                raise NotFound(f"export endpoint {body['endpoint']!r} does not exist", code="endpoint_not_found")
+            name = record.body["output"]
+        return self.output(ws, name)
+
+    def cached_delivery_targets(self, ws: Workspace) -> list[DeliveryTarget] | None:
+        return self._delivery_targets.get(ws.id) if self._shared() else None
+
+    def delivery_targets(self, ws: Workspace) -> list[DeliveryTarget]:
+        shared = self._shared()
+        found = self._delivery_targets.get(ws.id) if shared else None
+        if found is None:
+            generation = self._generation
+            found = []
+            for kind, prefix in ((WEBHOOK, WEBHOOK_TARGET), (MQTT_PUSH, MQTT_PUSH_TARGET)):
+                for record in self._store.list_definitions(ws.id, kind.kind):
+                    try:
+                        output = self.pushed_output(ws, record.body)
+                    except NotFound:
+                        continue  # refused at save time; a race with a delete at worst
+                    found.append(DeliveryTarget(prefix + record.name, output.sources, output.tags))
+            if shared and generation == self._generation:
+                self._delivery_targets[ws.id] = found
         return found
 
     # tokens ----------------------------------------------------------------------

@@ -22,6 +22,8 @@ __all__ = [
     "AppendOutcome",
     "AppendResult",
     "DefinitionRecord",
+    "Delivery",
+    "DeliveryResult",
     "EventQuery",
     "FoldBatch",
     "FoldGroup",
@@ -125,6 +127,9 @@ class AppendBatch:
     payload_values: list[Any] | None = None
     """The payloads as the values ``payloads`` were serialised from, when the caller has them:
     views read keys from them instead of parsing the texts again."""
+    deliveries: list[tuple[int, str]] | None = None
+    """(index of the event in the batch, target) of each delivery to enqueue with the events
+    (webhooks and MQTT pushes whose output the event matches; SPEC §5.2)."""
 
 
 @dataclass(slots=True)
@@ -237,6 +242,38 @@ class OutboxEmail:
     next_attempt_us: int
     last_error: str | None
     sent_at_us: int | None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One event to push to one target (``webhook:<name>``, ``mqtt-push:<name>``)."""
+
+    id: int
+    workspace_id: int
+    target: str
+    seq: int
+    state: str  # pending | delivered | dead
+    attempts: int
+    next_attempt_us: int
+    created_at_us: int
+    done_at_us: int | None
+    last_status: int | None
+    last_latency_us: int | None
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    """What became of a claimed delivery: ``state`` delivered/dead, or pending (retried at
+    ``next_attempt_us``); ``attempted`` false puts it back without counting an attempt."""
+
+    id: int
+    state: str
+    attempted: bool = True
+    next_attempt_us: int | None = None
+    status: int | None = None
+    latency_us: int | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -364,7 +401,12 @@ class Store(Protocol):
     def list_quarantine(self, workspace_id: int, limit: int, before_id: int | None) -> list[QuarantineEntry]: ...
 
     # housekeeping ------------------------------------------------------------
-    def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None: ...
+    def prune(
+        self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int, delivered_keep_us: int | None = None
+    ) -> None:
+        """Forget old idempotency keys and quarantine entries, and deliveries done longer ago than
+        ``delivered_keep_us``."""
+        ...
 
     # workspace settings and the email outbox --------------------------------------------
     def put_setting(self, workspace_id: int, name: str, body: dict[str, Any], now_us: int) -> None: ...
@@ -392,6 +434,36 @@ class Store(Protocol):
         ...
 
     def list_emails(self, workspace_id: int, before_id: int | None, limit: int) -> list[OutboxEmail]: ...
+
+    # the delivery outbox (webhooks, MQTT pushes) ------------------------------------------
+    def claim_deliveries(
+        self, now_us: int, lease_us: int, limit: int, skip_targets: list[tuple[int, str]]
+    ) -> list[Delivery]:
+        """Due pending deliveries, oldest due first, held from other senders for ``lease_us``;
+        none for the (workspace id, target) pairs in ``skip_targets``."""
+        ...
+
+    def finish_deliveries(self, results: list[DeliveryResult], now_us: int) -> None:
+        """Record the outcomes of claimed deliveries, in one transaction."""
+        ...
+
+    def list_deliveries(
+        self, workspace_id: int, target: str, state: str | None, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        """Newest first."""
+        ...
+
+    def replay_deliveries(self, workspace_id: int, target: str, delivery_id: int | None, now_us: int) -> int:
+        """Dead deliveries (one, or all of ``target``) pending again; how many."""
+        ...
+
+    def delivery_counts(self, workspace_id: int, target: str) -> dict[str, int]: ...
+
+    def delete_deliveries(self, workspace_id: int, target: str) -> None: ...
+
+    def events_at(self, workspace_id: int, seqs: list[int]) -> list[StoredEvent]:
+        """The events at ``seqs`` that exist, in log order."""
+        ...
 
     def transaction(self, fn: Callable[[], T], *, keep: bool = True) -> T:
         """Run ``fn()`` with every call of this store inside one write transaction (reads see

@@ -22,6 +22,7 @@ from iotman.engine.engine import Engine
 from iotman.errors import BadInput, DefinitionInvalid, IotmanError, PayloadTooLarge, StorageFailure
 from iotman.web.admin_auth import AdminAuth
 from iotman.web.data_openapi import DATA_PATHS
+from iotman.web.delivery_routes import add_delivery_routes
 from iotman.web.error_responses import error_response
 from iotman.web.ops_routes import add_ops_routes
 from iotman.web.settings_routes import add_settings_routes, paged
@@ -34,7 +35,12 @@ PREFIX = "/api/v1/workspaces"
 MAX_ADMIN_BODY = 4 * 1024 * 1024
 
 
-async def json_body(request: Request) -> Any:
+async def optional_json_body(request: Request) -> Any:
+    """The request body as JSON, or None when there is none."""
+    return await json_body(request, required=False)
+
+
+async def json_body(request: Request, required: bool = True) -> Any:
     """The request body as JSON whatever its Content-Type says, with the error position when it is not."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_ADMIN_BODY:
@@ -48,6 +54,8 @@ async def json_body(request: Request) -> Any:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
+        if not required:
+            return None
         raise BadInput("the request needs a JSON body", code="empty_body")
     return parse_json(raw)
 
@@ -105,7 +113,7 @@ def _add_collection(app: FastAPI, admin: AdminService, kind: DefinitionKind, cal
 
     def create(ws: str, who: caller, body: body_type) -> Response:
         record = admin.create(ws, collection, body, who)
-        return _json(admin.get(ws, collection, record.name), 201)
+        return _json(admin.get(ws, collection, record.name, reveal=True), 201)
 
     def get_one(ws: str, name: str, _: caller) -> Response:
         return _json(admin.get(ws, collection, name))
@@ -207,6 +215,7 @@ def admin_app(engine: Engine) -> FastAPI:
     add_test_tool_routes(app, engine, Caller, JsonBody)
 
     add_settings_routes(app, admin, Caller, JsonBody)
+    add_delivery_routes(app, admin, Caller, Annotated[Any, Depends(optional_json_body)])
 
     @app.get(PREFIX + "/{ws}/quarantine", tags=["quarantine"])
     def list_quarantine(

@@ -22,6 +22,7 @@ import orjson
 from iotman.core.ids import UlidFactory
 from iotman.errors import Conflict, NotFound
 from iotman.storage.ports import SEQ_BITS, AppendBatch, AppendOutcome, AppendResult, StoredEvent
+from iotman.storage.sqlite import deliveries
 from iotman.storage.sqlite.view_rows import plan_folds, start_folds, write_folds
 
 __all__ = ["INSERT_EVENT", "INSERT_TAGGED", "AppendJob", "LogPositions", "insert_batch"]
@@ -197,6 +198,8 @@ class AppendJob:
             # even when the insert failed: the views are not folded twice at once
             changed = None if folding is None else folding.result()
         last = first + count - 1
+        if batch.deliveries:
+            deliveries.enqueue(conn, ws, first, batch.deliveries, self.now_us)
         if changed:
             write_folds(conn, ws, changed, received)
         if batch.idempotency_key is not None:

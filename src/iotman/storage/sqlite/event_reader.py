@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
+
 from iotman.storage.ports import SEQ_BITS, EventQuery, RenderedText, RenderSpec, StoredEvent
 from iotman.storage.sqlite.json_render import render_sql
 from iotman.storage.sqlite.tag_index import driving_index, index_name, tag_expression
@@ -18,6 +20,7 @@ __all__ = [
     "last_seq",
     "occupied_bounds",
     "position_bounds",
+    "events_at",
     "read_events",
     "read_rendered",
     "read_rendered_text",
@@ -140,6 +143,16 @@ def read_events(conn: sqlite3.Connection, query: EventQuery) -> list[StoredEvent
         return StoredEvent(row[0] - base, row[1], row[2], row[3], row[4], row[5], row[6])
 
     return _read(conn, query, _COLUMNS, [], event)
+
+
+def events_at(conn: sqlite3.Connection, ws: int, seqs: list[int]) -> list[StoredEvent]:
+    """The events at these seqs (those that exist), in log order."""
+    base = ws << SEQ_BITS
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE pos IN (SELECT ? + value FROM json_each(?)) ORDER BY pos",  # noqa: S608
+        (base, orjson.dumps(seqs).decode()),
+    ).fetchall()
+    return [StoredEvent(r[0] - base, r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def read_rendered(conn: sqlite3.Connection, query: EventQuery, spec: RenderSpec) -> list[tuple[int, str]]:

@@ -24,6 +24,8 @@ from iotman.storage.ports import (
     AppendOutcome,
     AppendResult,
     DefinitionRecord,
+    Delivery,
+    DeliveryResult,
     EventQuery,
     OutboxEmail,
     QuarantineEntry,
@@ -34,7 +36,7 @@ from iotman.storage.ports import (
     ViewFold,
     ViewRow,
 )
-from iotman.storage.sqlite import email_outbox, event_aggregator, event_reader, view_rows
+from iotman.storage.sqlite import deliveries, email_outbox, event_aggregator, event_reader, view_rows
 from iotman.storage.sqlite.analytics_process import AnalyticsProcess, AnalyticsUnavailable
 from iotman.storage.sqlite.analytics_sql import duckdb_aggregate_sql
 from iotman.storage.sqlite.connection import open_connection
@@ -440,6 +442,7 @@ class SqliteStore:
                 "view_rows",
                 "workspace_settings",
                 "email_outbox",
+                "deliveries",
             ):
                 conn.execute(f"DELETE FROM {table} WHERE ws_id=?", (workspace_id,))  # noqa: S608
             conn.execute("DELETE FROM events WHERE pos >= ? AND pos <= ?", (base, base + _MAX_SEQ))
@@ -478,6 +481,36 @@ class SqliteStore:
 
     def list_emails(self, workspace_id: int, before_id: int | None, limit: int) -> list[OutboxEmail]:
         return email_outbox.list_emails(self._reader(), workspace_id, before_id, limit)
+
+    # the delivery outbox -----------------------------------------------------------------
+    def claim_deliveries(
+        self, now_us: int, lease_us: int, limit: int, skip_targets: list[tuple[int, str]]
+    ) -> list[Delivery]:
+        found: list[Delivery] = self.writer.call(
+            lambda conn: deliveries.claim_due(conn, now_us, lease_us, limit, skip_targets)
+        )
+        return found
+
+    def finish_deliveries(self, results: list[DeliveryResult], now_us: int) -> None:
+        self.writer.call(lambda conn: deliveries.finish(conn, results, now_us))
+
+    def list_deliveries(
+        self, workspace_id: int, target: str, state: str | None, before_id: int | None, limit: int
+    ) -> list[Delivery]:
+        return deliveries.list_deliveries(self._reader(), workspace_id, target, state, before_id, limit)
+
+    def replay_deliveries(self, workspace_id: int, target: str, delivery_id: int | None, now_us: int) -> int:
+        count: int = self.writer.call(lambda conn: deliveries.replay(conn, workspace_id, target, delivery_id, now_us))
+        return count
+
+    def delivery_counts(self, workspace_id: int, target: str) -> dict[str, int]:
+        return deliveries.counts(self._reader(), workspace_id, target)
+
+    def delete_deliveries(self, workspace_id: int, target: str) -> None:
+        self.writer.call(lambda conn: deliveries.delete_target(conn, workspace_id, target))
+
+    def events_at(self, workspace_id: int, seqs: list[int]) -> list[StoredEvent]:
+        return event_reader.events_at(self._reader(), workspace_id, seqs)
 
     # definitions -------------------------------------------------------------------
     def create_definition(
@@ -637,8 +670,12 @@ class SqliteStore:
         ]
 
     # housekeeping ------------------------------------------------------------------
-    def prune(self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int) -> None:
+    def prune(
+        self, now_us: int, idempotency_ttl_us: int, quarantine_keep: int, delivered_keep_us: int | None = None
+    ) -> None:
         def fn(conn: sqlite3.Connection) -> None:
+            if delivered_keep_us is not None:
+                deliveries.prune_delivered(conn, now_us - delivered_keep_us)
             conn.execute("DELETE FROM idempotency WHERE created_at_us < ?", (now_us - idempotency_ttl_us,))
             for (ws_id,) in conn.execute("SELECT DISTINCT ws_id FROM quarantine").fetchall():
                 conn.execute(

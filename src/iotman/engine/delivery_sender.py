@@ -1,0 +1,378 @@
+"""The delivery sender (SPEC §5.2, §5.3): pushes the outbox's pending deliveries to webhooks and
+MQTT brokers, at least once.
+
+Claimed rows are held with a lease (a crashed server's rows are tried again when it
+expires). Each target is a lane with its own concurrency limit and circuit breaker:
+after ``BREAKER_FAILURES`` failures in a row the lane stops sending for a cool-down
+(doubling up to ``BREAKER_MAX_S``) and its deliveries wait without spending attempts;
+then one delivery probes the receiver. So a dead receiver never holds up the others,
+and an outage of minutes dead-letters nothing. Outcomes are written in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotman.compute.json_values import loads
+from iotman.core.clock import Clock
+from iotman.core.webhook import MQTT_PUSH_TARGET, WEBHOOK_TARGET, MqttPushDefinition, TopicTemplate, WebhookDefinition
+from iotman.core.workspace import Workspace
+from iotman.engine.definition_kinds import MQTT_PUSH, WEBHOOK
+from iotman.engine.read_service import render_event
+from iotman.engine.registry import Registry
+from iotman.errors import IotmanError
+from iotman.export.mqtt_delivery import MqttPublisher
+from iotman.export.push_outcome import AttemptOutcome, backoff_s
+from iotman.export.webhook_delivery import WebhookClient
+from iotman.metrics import Metrics
+from iotman.storage.ports import Delivery, DeliveryResult, Store
+
+__all__ = ["DeliverySender", "SenderOptions"]
+
+log = logging.getLogger("iotman.deliveries")
+CLAIM_LIMIT = 1000
+BREAKER_FAILURES = 5
+BREAKER_BASE_S = 1.0
+BREAKER_MAX_S = 60.0
+FLUSH_S = 0.02
+FLUSH_MAX = 500
+IDLE_S = 0.25
+MQTT_LANE_LIMIT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOptions:
+    lease_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+@dataclass(slots=True)
+class _Work:
+    """A claimed delivery, ready to push: what to send, or why it cannot be sent."""
+
+    delivery: Delivery
+    max_attempts: int
+    body: bytes = b""
+    msg_id: str = ""
+    webhook: WebhookDefinition | None = None
+    push: MqttPushDefinition | None = None
+    topic: str = ""
+    problem: str | None = None  # dead at once (the event is gone, the output cannot render it, ...)
+
+
+@dataclass(eq=False, slots=True)
+class _Lane:
+    limit: int
+    claimed: int = 0
+    semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    failures: int = 0
+    open_until: float = 0.0
+    cooldown: float = BREAKER_BASE_S
+    probing: bool = False
+    probe_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def resize(self, limit: int) -> None:
+        if limit != self.limit:
+            self.limit = limit
+            self.semaphore = asyncio.Semaphore(limit)
+
+    @property
+    def tripped(self) -> bool:
+        return self.failures >= BREAKER_FAILURES
+
+    def full(self, now: float) -> bool:
+        if self.tripped and (now < self.open_until or self.probing):
+            return True
+        return self.claimed >= 2 * self.limit
+
+
+class DeliverySender:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        executor: Executor,
+        metrics: Metrics,
+        options: SenderOptions,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._executor = executor
+        self._metrics = metrics
+        self._options = options
+        self._lanes: dict[tuple[int, str], _Lane] = {}
+        self._results: list[DeliveryResult] = []
+        self._flushed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._webhooks = WebhookClient()
+        self._mqtt = MqttPublisher()
+        self._workspaces: dict[int, Workspace] = {}
+
+    # lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="iotman-deliveries"),
+            asyncio.create_task(self._flush_loop(), name="iotman-delivery-results"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._inflight):
+            task.cancel()
+        for task in [*self._tasks, *self._inflight]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self._flush()  # what finished is recorded; the rest is tried again after the lease
+        await self._webhooks.close()
+        await self._mqtt.close()
+
+    def wake(self) -> None:
+        """From any thread: new deliveries may be due."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    # claiming -----------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            skip = [key for key, lane in self._lanes.items() if lane.full(now)]
+            try:
+                rows = await loop.run_in_executor(
+                    self._executor,
+                    self._store.claim_deliveries,
+                    self._clock.now_us(),
+                    int(self._options.lease_s * 1_000_000),
+                    CLAIM_LIMIT,
+                    skip,
+                )
+                works = await loop.run_in_executor(self._executor, self._prepare, rows) if rows else []
+            except Exception:
+                log.exception("claiming deliveries failed; trying again in %s s", IDLE_S)
+                works = []
+            for work in works:
+                self._start(work)
+            if len(works) < CLAIM_LIMIT:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_S)
+
+    def _lane(self, delivery: Delivery, limit: int) -> _Lane:
+        key = (delivery.workspace_id, delivery.target)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(limit, semaphore=asyncio.Semaphore(limit))
+        else:
+            lane.resize(limit)
+        return lane
+
+    def _start(self, work: _Work) -> None:
+        limit = work.webhook.max_concurrency if work.webhook is not None else MQTT_LANE_LIMIT
+        lane = self._lane(work.delivery, limit)
+        lane.claimed += 1
+        task = asyncio.create_task(self._deliver(lane, work))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    # preparing (in a store thread) ----------------------------------------------------
+    def _prepare(self, rows: list[Delivery]) -> list[_Work]:
+        groups: dict[tuple[int, str], list[Delivery]] = {}
+        for row in rows:
+            groups.setdefault((row.workspace_id, row.target), []).append(row)
+        works: list[_Work] = []
+        gone: list[DeliveryResult] = []
+        for (ws_id, target), group in groups.items():
+            try:
+                works.extend(self._prepare_group(ws_id, target, group))
+            except _TargetGone:
+                gone.extend(DeliveryResult(d.id, "dead", error="the target was deleted") for d in group)
+                self._store.delete_deliveries(ws_id, target)
+            except Exception as exc:  # a definition that no longer loads: keep the rows, try later
+                log.exception("preparing deliveries of %s failed", target)
+                retry = self._clock.now_us() + int(self._options.backoff_max_s * 1_000_000)
+                gone.extend(
+                    DeliveryResult(d.id, "pending", attempted=False, next_attempt_us=retry, error=str(exc))
+                    for d in group
+                )
+        if gone:
+            self._store.finish_deliveries(gone, self._clock.now_us())
+        return works
+
+    def _workspace(self, ws_id: int) -> Workspace:
+        ws = self._workspaces.get(ws_id)
+        if ws is None:
+            for found in self._store.list_workspaces():
+                self._workspaces[found.id] = found
+            ws = self._workspaces.get(ws_id)
+            if ws is None:
+                raise _TargetGone
+        return ws
+
+    def _prepare_group(self, ws_id: int, target: str, group: list[Delivery]) -> list[_Work]:
+        ws = self._workspace(ws_id)
+        kind, prefix = (WEBHOOK, WEBHOOK_TARGET) if target.startswith(WEBHOOK_TARGET) else (MQTT_PUSH, MQTT_PUSH_TARGET)
+        record = self._store.get_definition(ws_id, kind.kind, target[len(prefix) :])
+        if record is None:
+            raise _TargetGone
+        webhook = WebhookDefinition.model_validate(record.body) if kind is WEBHOOK else None
+        push = MqttPushDefinition.model_validate(record.body) if kind is MQTT_PUSH else None
+        definition: Any = webhook or push
+        try:
+            output = self._registry.pushed_output(ws, record.body)
+        except IotmanError as exc:
+            return [_Work(d, definition.max_attempts, problem=exc.message) for d in group]
+        topic = TopicTemplate(push.topic) if push is not None else None
+        events = {e.seq: e for e in self._store.events_at(ws_id, [d.seq for d in group])}
+        works: list[_Work] = []
+        for delivery in group:
+            work = _Work(delivery, definition.max_attempts, webhook=webhook, push=push)
+            event = events.get(delivery.seq)
+            if event is None:
+                work.problem = f"event {delivery.seq} is no longer in the log"
+            else:
+                work.msg_id = event.id
+                try:
+                    work.body = render_event(output, event).encode()
+                    if topic is not None:
+                        fields = {"source": event.source, "seq": event.seq, "id": event.id}
+                        fields["tags"] = loads(event.tags) if event.tags else {}
+                        fields["payload"] = loads(event.payload)
+                        work.topic = topic.render(fields)
+                except ValueError as exc:
+                    work.problem = str(exc)
+            works.append(work)
+        return works
+
+    # pushing --------------------------------------------------------------------------
+    async def _deliver(self, lane: _Lane, work: _Work) -> None:
+        probe = False
+        try:
+            async with lane.semaphore:
+                while lane.probing:  # one delivery probes a tripped receiver; the others await its outcome
+                    await lane.probe_done.wait()
+                now = time.monotonic()
+                if lane.tripped:
+                    if now < lane.open_until:
+                        wait_s = lane.open_until - now
+                        self._finish(DeliveryResult(work.delivery.id, "pending", False, self._at(wait_s)))
+                        return
+                    lane.probing = probe = True
+                    lane.probe_done = asyncio.Event()
+                outcome = await self._attempt(work)
+                self._record(lane, work, outcome, probe)
+        finally:
+            if probe and lane.probing:  # the probe itself failed to finish: let the others go
+                lane.probing = False
+                lane.probe_done.set()
+            lane.claimed -= 1
+            self._wake.set()
+
+    async def _attempt(self, work: _Work) -> AttemptOutcome:
+        if work.problem is not None:
+            return AttemptOutcome(False, retryable=False, error=work.problem)
+        if work.webhook is not None:
+            hook = work.webhook
+            assert hook.secret is not None  # stored definitions always have one
+            return await self._webhooks.post(
+                hook.url,
+                work.body,
+                msg_id=work.msg_id,
+                secret=hook.secret,
+                headers=hook.headers,
+                timeout_s=hook.timeout_ms / 1000,
+            )
+        assert work.push is not None
+        return await self._mqtt.publish(work.push.broker, work.topic, work.body, work.push.qos, work.push.retain)
+
+    def _record(self, lane: _Lane, work: _Work, outcome: AttemptOutcome, probe: bool) -> None:
+        delivery = work.delivery
+        kind = "webhook" if work.webhook is not None else "mqtt_push"
+        if probe:
+            lane.probing = False
+            lane.probe_done.set()
+        if outcome.ok:
+            lane.failures = 0
+            lane.cooldown = BREAKER_BASE_S
+            self._metrics.delivery_attempts.labels(kind, "delivered").inc()
+            self._finish(DeliveryResult(delivery.id, "delivered", True, None, outcome.status, outcome.latency_us))
+            return
+        attempts = delivery.attempts + 1
+        if work.problem is None and outcome.retryable:
+            lane.failures += 1
+            if lane.tripped:
+                lane.open_until = time.monotonic() + lane.cooldown
+                if probe:
+                    lane.cooldown = min(BREAKER_MAX_S, lane.cooldown * 2)
+        if outcome.retryable and attempts < work.max_attempts:
+            wait_s = backoff_s(attempts, self._options.backoff_base_s, self._options.backoff_max_s)
+            if outcome.retry_after_s is not None:
+                wait_s = max(wait_s, min(outcome.retry_after_s, self._options.backoff_max_s))
+            state, next_us = "pending", self._at(wait_s)
+            self._metrics.delivery_attempts.labels(kind, "retried").inc()
+        else:
+            state, next_us = "dead", None
+            self._metrics.delivery_attempts.labels(kind, "dead").inc()
+        self._finish(
+            DeliveryResult(delivery.id, state, True, next_us, outcome.status, outcome.latency_us, outcome.error)
+        )
+
+    def _at(self, wait_s: float) -> int:
+        return self._clock.now_us() + int(wait_s * 1_000_000)
+
+    # recording outcomes -------------------------------------------------------------------
+    def _finish(self, result: DeliveryResult) -> None:
+        self._results.append(result)
+        if len(self._results) >= FLUSH_MAX:
+            self._flushed.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flushed.wait(), timeout=FLUSH_S)
+            self._flushed.clear()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("recording delivery outcomes failed; trying again")
+                await asyncio.sleep(IDLE_S)
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        results, self._results = self._results, []
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._store.finish_deliveries, results, self._clock.now_us()
+            )
+        except BaseException:
+            self._results[:0] = results  # kept for the next flush
+            raise
+
+    def lane_status(self, workspace_id: int, target: str) -> dict[str, Any]:
+        """This process's view of a target: in flight, failures in a row, the circuit breaker."""
+        lane = self._lanes.get((workspace_id, target))
+        if lane is None:
+            return {"in_flight": 0, "consecutive_failures": 0, "circuit": "closed"}
+        circuit = ("open" if time.monotonic() < lane.open_until else "half-open") if lane.tripped else "closed"
+        return {"in_flight": lane.claimed, "consecutive_failures": lane.failures, "circuit": circuit}
+
+
+class _TargetGone(Exception):
+    """The workspace or definition of a delivery no longer exists."""
