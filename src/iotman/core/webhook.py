@@ -48,6 +48,9 @@ class _Pushed(BaseModel):
     max_attempts: int = Field(default=12, ge=1, le=100, description="Attempts before a delivery is dead-lettered.")
     description: str = Field(default="", max_length=2000)
 
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
     @model_validator(mode="after")
     def _one_selection(self) -> _Pushed:
         if (self.output is None) == (self.endpoint is None):

@@ -159,6 +159,13 @@ class AdminService:
                     code="name_mismatch",
                 )
         definition = self._parse(kind, body)
+        if kind is MQTT_PUSH and ":***@" in definition.broker:
+            # a read sent back: the password it hid stays
+            old = self._store.get_definition(ws.id, kind.kind, name)
+            if old is not None:
+                hidden = MqttPushDefinition.model_validate(old.body)
+                if hidden.public()["broker"] == definition.broker:
+                    definition = definition.model_copy(update={"broker": hidden.broker})
         if kind is WEBHOOK and definition.secret is None:
             # omitted: the stored secret stays (it is shown once, so a client cannot send it back)
             old = self._store.get_definition(ws.id, kind.kind, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -52,7 +53,20 @@ class MqttPublisher:
                 if not connection.open:
                     await connection.client.__aenter__()
                     connection.open = True
+                    # aiomqtt fails this future when the broker goes away; note it (and retrieve
+                    # the error, which asyncio would otherwise log as never retrieved)
+                    lost = getattr(connection.client, "_disconnected", None)
+                    if isinstance(lost, asyncio.Future):
+                        lost.add_done_callback(functools.partial(self._lost, broker, connection))
         return connection
+
+    def _lost(self, broker: str, connection: _Connection, future: asyncio.Future[None]) -> None:
+        """The connection ended: the next publish opens a new one."""
+        connection.open = False
+        if self._connections.get(broker) is connection:
+            del self._connections[broker]
+        if not future.cancelled():
+            future.exception()
 
     async def _drop(self, broker: str) -> None:
         connection = self._connections.pop(broker, None)
