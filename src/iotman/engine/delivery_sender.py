@@ -4,9 +4,10 @@ MQTT brokers, at least once.
 Claimed rows are held with a lease (a crashed server's rows are tried again when it
 expires). Each target is a lane with its own concurrency limit and circuit breaker:
 after ``BREAKER_FAILURES`` failures in a row the lane stops sending for a cool-down
-(doubling up to ``BREAKER_MAX_S``) and its deliveries wait without spending attempts;
-then one delivery probes the receiver. So a dead receiver never holds up the others,
-and an outage of minutes dead-letters nothing. Outcomes are written in batches.
+(doubling up to ``BREAKER_MAX_S``, or the longest backoff if shorter) and its
+deliveries wait without spending attempts; then one delivery probes the receiver. So
+a dead receiver never holds up the others, and an outage of minutes dead-letters
+nothing. Outcomes are written in batches.
 """
 
 from __future__ import annotations
@@ -318,8 +319,8 @@ class DeliverySender:
             lane.failures += 1
             if lane.tripped:
                 lane.open_until = time.monotonic() + lane.cooldown
-                if probe:
-                    lane.cooldown = min(BREAKER_MAX_S, lane.cooldown * 2)
+                if probe:  # never paused longer than the longest backoff
+                    lane.cooldown = min(BREAKER_MAX_S, self._options.backoff_max_s, lane.cooldown * 2)
         if outcome.retryable and attempts < work.max_attempts:
             wait_s = backoff_s(attempts, self._options.backoff_base_s, self._options.backoff_max_s)
             if outcome.retry_after_s is not None:
