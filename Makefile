@@ -53,6 +53,9 @@ test: lint system-deps
 bench: install system-deps
 	$(BIN)/python -m bench.run_all
 	$(BIN)/python -m bench.process_bench
+	$(BIN)/python -m bench.views_bench
+	$(BIN)/python -m bench.functions_bench
+	$(BIN)/python -m bench.export_bench
 
 docs: install
 	$(BIN)/python -c 'from iotman.settings import settings_markdown; open("docs/settings.md","w").write(settings_markdown())'
