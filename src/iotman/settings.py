@@ -148,6 +148,13 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
         "(functions' appends are seen at once; another server on the same file within this).",
         int,
     ),
+    Setting(
+        "stream_recheck_seconds",
+        30,
+        "How often an open live stream checks again that its token may still read the endpoint "
+        "(expired or revoked tokens, a changed `auth` or `required_scope` end it).",
+        float,
+    ),
     Setting("stream_ping_seconds", 15, "Keep-alive comment interval of SSE streams, in seconds.", int),
     Setting(
         "stream_send_timeout_seconds",
@@ -226,6 +233,7 @@ class Settings:
     delivery_keep_hours: int = 72
     stream_flush_ms: int = 10
     stream_poll_ms: int = 1000
+    stream_recheck_seconds: float = 30.0
     stream_ping_seconds: int = 15
     stream_send_timeout_seconds: int = 30
     jsonata_max_depth: int = 200

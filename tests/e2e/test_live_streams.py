@@ -18,7 +18,11 @@ import websockets
 from tests.e2e.server_process import ServerProcess, cli
 from tests.e2e.sse_client import SseReader, parse_frames
 
-STREAM_ENV = {"IOTMAN_STREAM_PING_SECONDS": "1", "IOTMAN_STREAM_BUFFER_EVENTS": "2000"}
+STREAM_ENV = {
+    "IOTMAN_STREAM_PING_SECONDS": "1",
+    "IOTMAN_STREAM_BUFFER_EVENTS": "2000",
+    "IOTMAN_STREAM_RECHECK_SECONDS": "1",
+}
 
 
 class Plant:
@@ -248,3 +252,45 @@ def test_events_appended_by_a_function_reach_the_stream_at_once(plant: Plant) ->
     assert time.monotonic() - started < 0.9
     assert reader.messages()[0][1] == {"v": 42, "d": "f"}
     reader.close()
+
+
+def test_a_stream_ends_when_its_token_may_no_longer_read(plant: Plant) -> None:
+    reader = plant.sse().start()
+    plant.post([{"device_id": "d", "value": 1}])
+    reader.wait(1)
+    endpoint = {"name": "tiles", "output": "tiles", "path": "tiles", "required_scope": "app:tiles"}
+    assert plant.admin("PUT", "/export-endpoints/tiles", endpoint).status_code == 200
+    reader.wait(2, timeout_s=10)
+    assert reader.events[-1].event == "dropped"
+    assert json.loads(reader.events[-1].data)["reason"] == "unauthorized"
+
+
+def test_a_client_that_saw_no_match_yet_resumes_from_where_it_started(plant: Plant) -> None:
+    before = plant.post([{"device_id": "d", "value": 0}])
+    url = f"{plant.server.url}/data/demo/tiles/events"
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {plant.token}"}, timeout=10) as response:
+        first = next(response.iter_text())
+    # the id-only frame sets EventSource's lastEventId: a reconnect resumes from here
+    assert f"id: {before[-1]}" in first
+    missed = plant.post([{"device_id": "d", "value": 1}])
+    again = plant.sse(**{"Last-Event-ID": str(before[-1])}).start()
+    again.wait(1)
+    assert [s for s, _ in again.messages()] == missed
+    again.close()
+
+
+def test_websocket_from_a_foreign_origin_is_refused_unless_allowed(plant: Plant) -> None:
+    async def status(origin: str) -> int:
+        url = f"ws://127.0.0.1:{plant.server.port}/data/demo/tiles/stream"
+        headers = {"Authorization": f"Bearer {plant.token}"}
+        try:
+            async with websockets.connect(url, additional_headers=headers, origin=origin):  # type: ignore[arg-type]
+                return 101
+        except websockets.InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(status("https://evil.example")) == 403
+    assert asyncio.run(status(f"http://127.0.0.1:{plant.server.port}")) == 101  # same origin
+    endpoint = {"name": "tiles", "output": "tiles", "path": "tiles", "cors_origins": ["https://app.example"]}
+    assert plant.admin("PUT", "/export-endpoints/tiles", endpoint).status_code == 200
+    assert asyncio.run(status("https://app.example")) == 101

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from iotman.core.definition_fields import UrlName
 
 __all__ = [
+    "HIDDEN",
     "MQTT_PUSH_TARGET",
     "WEBHOOK_TARGET",
     "MqttPushDefinition",
@@ -21,6 +22,8 @@ __all__ = [
     "new_webhook_secret",
 ]
 
+HIDDEN = "***"
+"""What reads show instead of a header value; sent back with PUT, it keeps the stored value."""
 WEBHOOK_TARGET = "webhook:"
 MQTT_PUSH_TARGET = "mqtt-push:"
 """Prefixes of a delivery's target: the kind, then the definition's name."""
@@ -106,6 +109,11 @@ class WebhookDefinition(_Pushed):
             data["secret"] = new_webhook_secret()
         return data
 
+    @staticmethod
+    def hidden_headers(headers: dict[str, str]) -> dict[str, str]:
+        """Header values as reads show them (they may hold credentials)."""
+        return dict.fromkeys(headers, HIDDEN)
+
 
 class TopicTemplate:
     """An MQTT topic with ``{tags.x}``, ``{payload.x.y}``, ``{source}``, ``{seq}``, ``{id}`` filled in."""
@@ -149,14 +157,23 @@ class TopicTemplate:
             value: Any = fields.get(name)
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
+            label = ".".join((name, *steps))
             if value is None or isinstance(value, (dict, list)):
-                label = ".".join((name, *steps))
                 raise ValueError(f"topic variable {{{label}}} has no scalar value in this event")
             text = str(value).lower() if isinstance(value, bool) else str(value)
+            if not text:
+                raise ValueError(f"topic variable {{{label}}} is empty in this event")
             if any(c in text for c in "+#/\0"):
                 raise ValueError(f"the value of {{{'.'.join((name, *steps))}}} holds '/', '+' or '#'")
             out.append(text)
-        return "".join(out)
+        topic = "".join(out)
+        if len(topic.encode("utf-8", errors="replace")) > 65535 or "\0" in topic:
+            raise ValueError("the topic of this event is longer than MQTT allows (65,535 bytes)")
+        try:
+            topic.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the topic of this event is not valid UTF-8") from None
+        return topic
 
 
 class MqttPushDefinition(_Pushed):
@@ -170,11 +187,11 @@ class MqttPushDefinition(_Pushed):
     def _check_broker(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme != "mqtt" or not parts.hostname:
-            raise ValueError(f"{value[:200]!r} is not a broker URL like mqtt://broker.example.com:1883")
+            raise ValueError("broker must be a URL like mqtt://[user:password@]broker.example.com:1883")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:
-            raise ValueError(f"bad port in {value[:200]!r}: {exc}") from None
+            raise ValueError(f"the broker URL has a bad port: {exc}") from None
         return value
 
     @field_validator("topic")

@@ -16,7 +16,7 @@ from iotman.core.ids import new_workspace_uuid
 from iotman.core.scopes import check_scope, preset_scopes
 from iotman.core.sftp import SftpProfile
 from iotman.core.smtp import SmtpSettings
-from iotman.core.webhook import MQTT_PUSH_TARGET, WEBHOOK_TARGET, MqttPushDefinition
+from iotman.core.webhook import HIDDEN, MQTT_PUSH_TARGET, WEBHOOK_TARGET, MqttPushDefinition, WebhookDefinition
 from iotman.core.workspace import Workspace, check_slug
 from iotman.engine.definition_checks import DefinitionChecks
 from iotman.engine.definition_kinds import (
@@ -76,6 +76,8 @@ class AdminService:
         self._registry = registry
         self._clock = clock
         self._checks = DefinitionChecks(store, registry.jsonata)
+        self.targets_changed: Callable[[], None] | None = None
+        """Called when a webhook or MQTT push is saved or deleted (the sender reads them again)."""
         self.lane_status: Callable[[int, str], dict[str, Any]] | None = None
         """The delivery sender's view of a target (circuit breaker), set by the engine."""
 
@@ -166,11 +168,19 @@ class AdminService:
                 hidden = MqttPushDefinition.model_validate(old.body)
                 if hidden.public()["broker"] == definition.broker:
                     definition = definition.model_copy(update={"broker": hidden.broker})
-        if kind is WEBHOOK and definition.secret is None:
-            # omitted: the stored secret stays (it is shown once, so a client cannot send it back)
+        if kind is WEBHOOK:
             old = self._store.get_definition(ws.id, kind.kind, name)
             if old is not None:
-                definition = definition.model_copy(update={"secret": old.body.get("secret")})
+                update: dict[str, Any] = {}
+                if definition.secret is None:
+                    # omitted: the stored secret stays (it is shown once, so a client cannot send it back)
+                    update["secret"] = old.body.get("secret")
+                kept = old.body.get("headers") or {}
+                if any(v == HIDDEN for v in definition.headers.values()):
+                    # a read sent back: hidden values stay as stored
+                    update["headers"] = {k: kept.get(k, v) if v == HIDDEN else v for k, v in definition.headers.items()}
+                if update:
+                    definition = definition.model_copy(update=update)
         stored = self._stored(definition)
         self._checks.check(ws, kind, definition, stored, caller)
         record = self._store.replace_definition(
@@ -190,6 +200,8 @@ class AdminService:
             self._store.delete_setting(ws.id, CRON_STATE + name)
         if kind in PUSH_TARGETS:
             self._store.delete_deliveries(ws.id, PUSH_TARGETS[kind] + name)
+            if self.targets_changed is not None:
+                self.targets_changed()
         # forgotten before its rows go: an append still folding the view cannot leave rows behind
         # for a later view of the same name (a fold already queued may; the next delete clears it)
         self._registry.forget_definitions(ws)
@@ -205,6 +217,7 @@ class AdminService:
         out = self._json(ws, kind, record)
         if reveal and kind is WEBHOOK:
             out["secret"] = record.body.get("secret")
+            out["headers"] = record.body.get("headers") or {}
         return out
 
     def _definition(self, ws: Workspace, kind: DefinitionKind, name: str) -> DefinitionRecord:
@@ -258,6 +271,8 @@ class AdminService:
             out["status"] = trigger_status_json(self._store.get_setting(ws.id, TRIGGER_STATE + record.name))
         elif kind in PUSH_TARGETS:
             out.pop("secret", None)
+            if kind is WEBHOOK:
+                out["headers"] = WebhookDefinition.hidden_headers(record.body.get("headers") or {})
             if kind is MQTT_PUSH:
                 out["broker"] = MqttPushDefinition.model_validate(record.body).public()["broker"]
             target = PUSH_TARGETS[kind] + record.name
@@ -276,6 +291,8 @@ class AdminService:
         return out
 
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
+        if kind in PUSH_TARGETS and self.targets_changed is not None:
+            self.targets_changed()
         if kind is OUTPUT and definition.select.tags:
             self._store.ensure_tag_index(definition.select.tags)
         if kind is TRIGGER:

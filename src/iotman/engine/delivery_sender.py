@@ -45,6 +45,9 @@ FLUSH_S = 0.02
 FLUSH_MAX = 500
 IDLE_S = 0.25
 MQTT_LANE_LIMIT = 32
+TARGETS_TTL_S = 2.0
+LEASE_MARGIN = 0.9
+"""A claimed delivery not started within this share of the lease is left for the next claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class _Work:
     push: MqttPushDefinition | None = None
     topic: str = ""
     problem: str | None = None  # dead at once (the event is gone, the output cannot render it, ...)
+    expires: float = 0.0  # monotonic time after which the claim may have lapsed: not sent
 
 
 @dataclass(eq=False, slots=True)
@@ -88,10 +92,11 @@ class _Lane:
     def tripped(self) -> bool:
         return self.failures >= BREAKER_FAILURES
 
-    def full(self, now: float) -> bool:
+    def room(self, now: float) -> int:
+        """How many more deliveries to claim for this lane (none while its breaker holds it)."""
         if self.tripped and (now < self.open_until or self.probing):
-            return True
-        return self.claimed >= 2 * self.limit
+            return 0
+        return 2 * self.limit - self.claimed
 
 
 class DeliverySender:
@@ -120,6 +125,8 @@ class DeliverySender:
         self._webhooks = WebhookClient()
         self._mqtt = MqttPublisher()
         self._workspaces: dict[int, Workspace] = {}
+        self._target_list: list[tuple[int, str, int]] = []
+        self._targets_read = -TARGETS_TTL_S
 
     # lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -154,26 +161,55 @@ class DeliverySender:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            now = time.monotonic()
-            skip = [key for key, lane in self._lanes.items() if lane.full(now)]
             try:
-                rows = await loop.run_in_executor(
-                    self._executor,
-                    self._store.claim_deliveries,
-                    self._clock.now_us(),
-                    int(self._options.lease_s * 1_000_000),
-                    CLAIM_LIMIT,
-                    skip,
-                )
+                targets = await loop.run_in_executor(self._executor, self._targets)
+                now = time.monotonic()
+                wanted: list[tuple[int, str, int]] = []
+                for ws_id, target, limit in targets:
+                    lane = self._lanes.get((ws_id, target))
+                    room = 2 * limit if lane is None else lane.room(now)
+                    if room > 0:
+                        wanted.append((ws_id, target, room))
+                rows: list[Delivery] = []
+                if wanted:
+                    rows = await loop.run_in_executor(
+                        self._executor,
+                        self._store.claim_deliveries,
+                        self._clock.now_us(),
+                        int(self._options.lease_s * 1_000_000),
+                        wanted,
+                    )
+                claimed_at = time.monotonic()
                 works = await loop.run_in_executor(self._executor, self._prepare, rows) if rows else []
             except Exception:
                 log.exception("claiming deliveries failed; trying again in %s s", IDLE_S)
                 works = []
             for work in works:
+                work.expires = claimed_at + self._options.lease_s * LEASE_MARGIN
                 self._start(work)
-            if len(works) < CLAIM_LIMIT:
+            if not works:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=IDLE_S)
+
+    def _targets(self) -> list[tuple[int, str, int]]:
+        """(workspace id, target, concurrency limit) of every webhook and MQTT push; read again
+        every ``TARGETS_TTL_S`` (a store thread)."""
+        now = time.monotonic()
+        if now - self._targets_read < TARGETS_TTL_S:
+            return self._target_list
+        found: list[tuple[int, str, int]] = []
+        for ws in self._store.list_workspaces():
+            self._workspaces[ws.id] = ws
+            for record in self._store.list_definitions(ws.id, WEBHOOK.kind):
+                found.append((ws.id, WEBHOOK_TARGET + record.name, int(record.body.get("max_concurrency") or 16)))
+            for record in self._store.list_definitions(ws.id, MQTT_PUSH.kind):
+                found.append((ws.id, MQTT_PUSH_TARGET + record.name, MQTT_LANE_LIMIT))
+        self._target_list, self._targets_read = found, now
+        return found
+
+    def forget_targets(self) -> None:
+        """Definitions changed: read the targets again on the next claim."""
+        self._targets_read = -TARGETS_TTL_S
 
     def _lane(self, delivery: Delivery, limit: int) -> _Lane:
         key = (delivery.workspace_id, delivery.target)
@@ -203,13 +239,15 @@ class DeliverySender:
             try:
                 works.extend(self._prepare_group(ws_id, target, group))
             except _TargetGone:
-                gone.extend(DeliveryResult(d.id, "dead", error="the target was deleted") for d in group)
+                gone.extend(
+                    DeliveryResult(d.id, d.lease_until_us, "dead", error="the target was deleted") for d in group
+                )
                 self._store.delete_deliveries(ws_id, target)
-            except Exception as exc:  # a definition that no longer loads: keep the rows, try later
+            except Exception:  # a definition that no longer loads: keep the rows, try later
                 log.exception("preparing deliveries of %s failed", target)
                 retry = self._clock.now_us() + int(self._options.backoff_max_s * 1_000_000)
                 gone.extend(
-                    DeliveryResult(d.id, "pending", attempted=False, next_attempt_us=retry, error=str(exc))
+                    DeliveryResult(d.id, d.lease_until_us, "pending", attempted=False, next_attempt_us=retry)
                     for d in group
                 )
         if gone:
@@ -264,20 +302,37 @@ class DeliverySender:
     # pushing --------------------------------------------------------------------------
     async def _deliver(self, lane: _Lane, work: _Work) -> None:
         probe = False
+        recorded = False
+        delivery = work.delivery
         try:
             async with lane.semaphore:
                 while lane.probing:  # one delivery probes a tripped receiver; the others await its outcome
                     await lane.probe_done.wait()
                 now = time.monotonic()
+                if now > work.expires:
+                    return  # its lease may have lapsed: the next claim takes it (no double send from here)
                 if lane.tripped:
                     if now < lane.open_until:
                         wait_s = lane.open_until - now
-                        self._finish(DeliveryResult(work.delivery.id, "pending", False, self._at(wait_s)))
+                        release = DeliveryResult(
+                            delivery.id, delivery.lease_until_us, "pending", False, self._at(wait_s)
+                        )
+                        self._finish(release)
+                        recorded = True
                         return
                     lane.probing = probe = True
                     lane.probe_done = asyncio.Event()
-                outcome = await self._attempt(work)
+                try:
+                    outcome = await self._attempt(work)
+                except Exception as exc:  # a bug or an input the driver refuses: dead, never stuck
+                    log.exception("delivery %s to %s failed unexpectedly", delivery.id, delivery.target)
+                    outcome = AttemptOutcome(False, retryable=False, error=f"{type(exc).__name__}: {exc}"[:500])
                 self._record(lane, work, outcome, probe)
+                recorded = True
+        except asyncio.CancelledError:
+            if not recorded:  # stopping: back to the outbox now, not after the lease
+                self._finish(DeliveryResult(delivery.id, delivery.lease_until_us, "pending", False, self._at(0)))
+            raise
         finally:
             if probe and lane.probing:  # the probe itself failed to finish: let the others go
                 lane.probing = False
@@ -296,7 +351,7 @@ class DeliverySender:
                 work.body,
                 msg_id=work.msg_id,
                 secret=hook.secret,
-                headers=hook.headers,
+                headers={**hook.headers, "iotman-webhook": hook.name},
                 timeout_s=hook.timeout_ms / 1000,
             )
         assert work.push is not None
@@ -312,7 +367,11 @@ class DeliverySender:
             lane.failures = 0
             lane.cooldown = BREAKER_BASE_S
             self._metrics.delivery_attempts.labels(kind, "delivered").inc()
-            self._finish(DeliveryResult(delivery.id, "delivered", True, None, outcome.status, outcome.latency_us))
+            self._finish(
+                DeliveryResult(
+                    delivery.id, delivery.lease_until_us, "delivered", True, None, outcome.status, outcome.latency_us
+                )
+            )
             return
         attempts = delivery.attempts + 1
         if work.problem is None and outcome.retryable:
@@ -331,7 +390,16 @@ class DeliverySender:
             state, next_us = "dead", None
             self._metrics.delivery_attempts.labels(kind, "dead").inc()
         self._finish(
-            DeliveryResult(delivery.id, state, True, next_us, outcome.status, outcome.latency_us, outcome.error)
+            DeliveryResult(
+                delivery.id,
+                delivery.lease_until_us,
+                state,
+                True,
+                next_us,
+                outcome.status,
+                outcome.latency_us,
+                outcome.error,
+            )
         )
 
     def _at(self, wait_s: float) -> int:

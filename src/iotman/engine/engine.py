@@ -94,6 +94,7 @@ class Engine:
             buffer_events=settings.stream_buffer_events,
             flush_ms=settings.stream_flush_ms,
             poll_ms=settings.stream_poll_ms,
+            recheck_s=settings.stream_recheck_seconds,
             last_seq=store.last_seq,
         )
         self._delivery_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="iotman-deliveries")
@@ -110,6 +111,7 @@ class Engine:
             ),
         )
         self.admin.lane_status = self.deliveries.lane_status
+        self.admin.targets_changed = self.deliveries.forget_targets
         self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
         self.ingest.on_appended = self._appended
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -149,7 +149,7 @@ class ApiCalls:
             if method == "GET":
                 return CallAnswer(200, {"data": admin.list_definitions(ws.slug, collection)})
             record = admin.create(ws.slug, collection, body, worker)
-            return CallAnswer(201, admin.get(ws.slug, collection, record.name))
+            return CallAnswer(201, admin.get(ws.slug, collection, record.name, reveal=True))
         if method == "GET":
             return CallAnswer(200, admin.get(ws.slug, collection, name))
         if method == "PUT":

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -30,7 +30,7 @@ from iotman.engine.registry import ReadTarget, Registry
 from iotman.errors import IotmanError
 from iotman.metrics import Metrics
 
-__all__ = ["Dropped", "LiveChunk", "LiveStreams"]
+__all__ = ["Dropped", "LiveChunk", "LiveStreams", "Started"]
 
 log = logging.getLogger("iotman.live")
 READ_LIMIT = 1000
@@ -70,6 +70,14 @@ class LiveChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """The first item of a stream: the seq it follows from (what a reconnect resumes after
+    when no match has been sent yet)."""
+
+    after_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped:
     """The final notice of a stream: why it ends, and the id to resume after."""
 
@@ -90,7 +98,7 @@ class _Subscriber:
     def offer(self, chunk: LiveChunk) -> None:
         if self.overflowed:
             return
-        # a chunk always fits an empty buffer (a hub reads at most READ_LIMIT lines at once)
+        # a chunk always fits an empty buffer (a hub reads at most stream_buffer_events lines at once)
         if self.buffered and self.buffered + len(chunk.lines) > self.limit:
             self.overflowed = True  # the log still has it all: drop the buffer, not the events
             self.chunks.clear()
@@ -138,8 +146,10 @@ class LiveStreams:
         buffer_events: int,
         flush_ms: float,
         poll_ms: float,
+        recheck_s: float,
         last_seq: Callable[[int], int],
     ) -> None:
+        self._recheck_s = max(0.1, recheck_s)
         self._registry = registry
         self._read = read
         self._reads = reads
@@ -197,7 +207,7 @@ class LiveStreams:
                 try:
                     target = await self._target(hub)
                     batch: LogLines = await loop.run_in_executor(
-                        self._reads, self._read.lines_after, target, hub.cursor, READ_LIMIT
+                        self._reads, self._read.lines_after, target, hub.cursor, min(READ_LIMIT, self._buffer_events)
                     )
                 except IotmanError as exc:  # the endpoint was deleted or changed path
                     for subscriber in hub.subscribers:
@@ -245,46 +255,48 @@ class LiveStreams:
 
     # a subscriber -------------------------------------------------------------------
     async def subscribe(
-        self, target: ReadTarget, path: str, after_seq: int | None
-    ) -> AsyncGenerator[LiveChunk | Dropped, None]:
-        """The matches of ``target`` after ``after_seq`` (None: from now on), then live ones.
+        self,
+        target: ReadTarget,
+        path: str,
+        after_seq: int | None,
+        allowed: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncGenerator[LiveChunk | Dropped | Started, None]:
+        """``Started``, the matches of ``target`` after ``after_seq`` (None: from now on), then
+        live ones. ``allowed`` is asked again every ``recheck_s`` while the stream is open.
 
-        Ends with a ``Dropped`` notice when the client is too slow or the endpoint goes."""
+        Ends with a ``Dropped`` notice when the client is too slow, may no longer read, or the
+        endpoint goes."""
         hub = await self._hub(target, path)
         subscriber = _Subscriber(self._buffer_events)
         hub.subscribers.add(subscriber)
         self._metrics.live_subscribers.inc()
-        loop = asyncio.get_running_loop()
         sent = hub.cursor if after_seq is None else after_seq
         from_log = after_seq is not None
+        checked = time.monotonic()
         try:
+            yield Started(sent)
             while True:
+                live_since_log = not from_log
                 if from_log:
                     subscriber.reset()
-                    while True:  # catch up from the log, a page at a time
-                        batch = await loop.run_in_executor(
-                            self._reads, self._read.lines_after, target, sent, READ_LIMIT
-                        )
-                        if batch.lines:
-                            yield LiveChunk(batch.lines)
-                        if batch.last_seq is not None:
-                            sent = max(sent, batch.last_seq)
-                        if not batch.full:
-                            break
-                    from_log = False
-                    live_since_log = False
-                else:
-                    live_since_log = True
-                await subscriber.ready.wait()
-                if subscriber.closed is not None:
-                    reason, _, message = subscriber.closed.partition(": ")
-                    yield Dropped(reason, message or _MESSAGES.get(reason, reason), sent)
+                    cursor = [sent]
+                    async for chunk in self._log_pages(target, cursor):
+                        yield chunk
+                    sent, from_log = cursor[0], False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(subscriber.ready.wait(), self._recheck_s)
+                if allowed is not None and time.monotonic() - checked >= self._recheck_s:
+                    checked = time.monotonic()
+                    if not await allowed():
+                        yield Dropped("unauthorized", _MESSAGES["unauthorized"], sent)
+                        return
+                if not subscriber.ready.is_set():
+                    continue
+                ended = self._ended(subscriber, live_since_log, sent)
+                if ended is not None:
+                    yield ended
                     return
                 if subscriber.overflowed:
-                    if live_since_log:
-                        self._metrics.live_dropped.inc()
-                        yield Dropped("slow_consumer", _MESSAGES["slow_consumer"], sent)
-                        return
                     from_log = True  # it fell behind while catching up: the log has the rest
                     continue
                 for chunk in subscriber.take():
@@ -298,8 +310,32 @@ class LiveStreams:
             if not hub.subscribers and not hub.pumping:
                 self._hubs.pop((hub.workspace.id, hub.path), None)
 
+    async def _log_pages(self, target: ReadTarget, cursor: list[int]) -> AsyncGenerator[LiveChunk, None]:
+        """The target's matches after ``cursor[0]`` from the log, a page at a time, moving the cursor."""
+        loop = asyncio.get_running_loop()
+        limit = min(READ_LIMIT, self._buffer_events)
+        while True:
+            batch = await loop.run_in_executor(self._reads, self._read.lines_after, target, cursor[0], limit)
+            if batch.lines:
+                yield LiveChunk(batch.lines)
+            if batch.last_seq is not None:
+                cursor[0] = max(cursor[0], batch.last_seq)
+            if not batch.full:
+                return
+
+    def _ended(self, subscriber: _Subscriber, live_since_log: bool, sent: int) -> Dropped | None:
+        """Why the stream ends now (closed by the hub or the server, or too slow), if it does."""
+        if subscriber.closed is not None:
+            reason, _, message = subscriber.closed.partition(": ")
+            return Dropped(reason, message or _MESSAGES.get(reason, reason), sent)
+        if subscriber.overflowed and live_since_log:
+            self._metrics.live_dropped.inc()
+            return Dropped("slow_consumer", _MESSAGES["slow_consumer"], sent)
+        return None
+
 
 _MESSAGES = {
+    "unauthorized": "the token may no longer read this endpoint (expired, revoked, or the endpoint's auth changed)",
     "slow_consumer": "the client read slower than events arrived; reconnect with Last-Event-ID to resume from the log",
     "server_stopping": "the server is shutting down; reconnect with Last-Event-ID to resume",
 }

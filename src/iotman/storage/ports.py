@@ -260,6 +260,8 @@ class Delivery:
     last_status: int | None
     last_latency_us: int | None
     last_error: str | None
+    lease_until_us: int = 0
+    """The claim's lease (a result is recorded only while it holds)."""
 
 
 @dataclass(slots=True)
@@ -268,6 +270,7 @@ class DeliveryResult:
     ``next_attempt_us``); ``attempted`` false puts it back without counting an attempt."""
 
     id: int
+    lease_until_us: int
     state: str
     attempted: bool = True
     next_attempt_us: int | None = None
@@ -436,15 +439,14 @@ class Store(Protocol):
     def list_emails(self, workspace_id: int, before_id: int | None, limit: int) -> list[OutboxEmail]: ...
 
     # the delivery outbox (webhooks, MQTT pushes) ------------------------------------------
-    def claim_deliveries(
-        self, now_us: int, lease_us: int, limit: int, skip_targets: list[tuple[int, str]]
-    ) -> list[Delivery]:
-        """Due pending deliveries, oldest due first, held from other senders for ``lease_us``;
-        none for the (workspace id, target) pairs in ``skip_targets``."""
+    def claim_deliveries(self, now_us: int, lease_us: int, wanted: list[tuple[int, str, int]]) -> list[Delivery]:
+        """For each (workspace id, target, at most n) of ``wanted``: due pending deliveries no
+        sender holds, oldest due first, held from other senders for ``lease_us``."""
         ...
 
     def finish_deliveries(self, results: list[DeliveryResult], now_us: int) -> None:
-        """Record the outcomes of claimed deliveries, in one transaction."""
+        """Record the outcomes of claimed deliveries, in one transaction; a result whose claim's
+        lease ran out (or that was recorded already) is ignored."""
         ...
 
     def list_deliveries(

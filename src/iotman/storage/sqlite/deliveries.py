@@ -25,6 +25,7 @@ _COLUMNS = (
     "id, ws_id, target, seq, state, attempts, next_attempt_us, created_at_us, done_at_us,"
     " last_status, last_latency_us, last_error"
 )
+_LISTED = _COLUMNS + ", lease_until_us"
 _ENQUEUE = (
     "INSERT INTO deliveries (ws_id, target, seq, next_attempt_us, created_at_us)"
     " SELECT ?1, json_extract(value, '$[1]'), ?2 + json_extract(value, '$[0]'), ?3, ?3 FROM json_each(?4)"
@@ -41,27 +42,35 @@ def enqueue(conn: sqlite3.Connection, ws: int, first_seq: int, matches: list[tup
 
 
 def claim_due(
-    conn: sqlite3.Connection, now_us: int, lease_us: int, limit: int, skip_targets: list[tuple[int, str]]
+    conn: sqlite3.Connection, now_us: int, lease_us: int, wanted: list[tuple[int, str, int]]
 ) -> list[Delivery]:
-    """Due pending deliveries no sender holds (oldest due first), held for ``lease_us``;
-    none of ``skip_targets`` (workspace, target): those are busy or paused."""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_attempt_us <= ?1"  # noqa: S608
-        " AND lease_until_us <= ?1 AND NOT EXISTS (SELECT 1 FROM json_each(?2) AS s"
-        " WHERE json_extract(s.value, '$[0]') = ws_id AND json_extract(s.value, '$[1]') = target)"
-        " ORDER BY next_attempt_us, id LIMIT ?3",
-        (now_us, orjson.dumps(skip_targets).decode(), limit),
-    ).fetchall()
-    if rows:
+    """For each (workspace, target, at most n) of ``wanted``: its due pending deliveries that no
+    sender holds, oldest due first, held for ``lease_us`` (each one's lease is in the result)."""
+    lease = now_us + lease_us
+    found: list[Delivery] = []
+    for ws, target, cap in wanted:
+        if cap <= 0:
+            continue
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM deliveries INDEXED BY deliveries_due"  # noqa: S608
+            " WHERE ws_id = ? AND target = ? AND state = 'pending' AND next_attempt_us <= ? AND lease_until_us <= ?"
+            " ORDER BY next_attempt_us, id LIMIT ?",
+            (ws, target, now_us, now_us, cap),
+        ).fetchall()
+        found.extend(_delivery((*r, lease)) for r in rows)
+    if found:
         conn.execute(
             "UPDATE deliveries SET lease_until_us = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (now_us + lease_us, orjson.dumps([r[0] for r in rows]).decode()),
+            (lease, orjson.dumps([d.id for d in found]).decode()),
         )
-    return [_delivery(r) for r in rows]
+    return found
 
 
 def finish(conn: sqlite3.Connection, results: list[DeliveryResult], now_us: int) -> None:
-    """Record attempts: delivered, retried later, dead, or put back untried (``attempted`` false)."""
+    """Record attempts: delivered, retried later, dead, or put back untried (``attempted`` false).
+
+    Only while the claim holds: a result whose lease ran out (the row may have been claimed
+    again since) or that was written already changes nothing."""
     rows = [
         (
             r.state,
@@ -73,16 +82,17 @@ def finish(conn: sqlite3.Connection, results: list[DeliveryResult], now_us: int)
             None if r.error is None else r.error[:2000],
             1 if r.attempted else 0,
             r.id,
+            r.lease_until_us,
         )
         for r in results
     ]
     conn.executemany(
-        "UPDATE deliveries SET state = ?, attempts = attempts + ?, next_attempt_us = coalesce(?, next_attempt_us),"
-        " lease_until_us = 0, done_at_us = ?,"
+        "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, next_attempt_us = coalesce(?3, next_attempt_us),"
+        " lease_until_us = 0, done_at_us = ?4,"
         " last_status = CASE WHEN ?8 THEN ?5 ELSE last_status END,"
         " last_latency_us = CASE WHEN ?8 THEN ?6 ELSE last_latency_us END,"
         " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END"
-        " WHERE id = ?9 AND state = 'pending'",
+        " WHERE id = ?9 AND state = 'pending' AND lease_until_us = ?10",
         rows,
     )
 
@@ -90,7 +100,7 @@ def finish(conn: sqlite3.Connection, results: list[DeliveryResult], now_us: int)
 def list_deliveries(
     conn: sqlite3.Connection, ws: int, target: str, state: str | None, before_id: int | None, limit: int
 ) -> list[Delivery]:
-    sql = f"SELECT {_COLUMNS} FROM deliveries WHERE ws_id = ? AND target = ? AND id < ?"  # noqa: S608
+    sql = f"SELECT {_LISTED} FROM deliveries WHERE ws_id = ? AND target = ? AND id < ?"  # noqa: S608
     params: list[Any] = [ws, target, before_id if before_id is not None else 2**62]
     if state is not None:
         sql += " AND state = ?"

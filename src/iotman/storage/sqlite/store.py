@@ -483,12 +483,8 @@ class SqliteStore:
         return email_outbox.list_emails(self._reader(), workspace_id, before_id, limit)
 
     # the delivery outbox -----------------------------------------------------------------
-    def claim_deliveries(
-        self, now_us: int, lease_us: int, limit: int, skip_targets: list[tuple[int, str]]
-    ) -> list[Delivery]:
-        found: list[Delivery] = self.writer.call(
-            lambda conn: deliveries.claim_due(conn, now_us, lease_us, limit, skip_targets)
-        )
+    def claim_deliveries(self, now_us: int, lease_us: int, wanted: list[tuple[int, str, int]]) -> list[Delivery]:
+        found: list[Delivery] = self.writer.call(lambda conn: deliveries.claim_due(conn, now_us, lease_us, wanted))
         return found
 
     def finish_deliveries(self, results: list[DeliveryResult], now_us: int) -> None:

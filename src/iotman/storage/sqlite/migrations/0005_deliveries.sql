@@ -16,6 +16,7 @@ CREATE TABLE deliveries (
     last_latency_us INTEGER,
     last_error TEXT
 );
-CREATE INDEX deliveries_due ON deliveries (next_attempt_us) WHERE state = 'pending';
+-- the sender claims per target, oldest due first: a target it skips (busy, paused) costs nothing
+CREATE INDEX deliveries_due ON deliveries (ws_id, target, next_attempt_us) WHERE state = 'pending';
 CREATE INDEX deliveries_target ON deliveries (ws_id, target, id);
 CREATE INDEX deliveries_done ON deliveries (done_at_us) WHERE state = 'delivered';
