@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 __all__ = ["main"]
 
 _T = re.compile(rb'"t":([0-9.]+)')
+notices: list[str] = []
+connected: list[int] = []
 
 
 async def _subscribe(url: str, expect: int, latencies: list[float], counts: list[int], index: int) -> None:
@@ -28,13 +30,24 @@ async def _subscribe(url: str, expect: int, latencies: list[float], counts: list
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
     await writer.drain()
     await reader.readuntil(b"\r\n\r\n")
+    await reader.readuntil(b"\n\n")  # the stream's first frame: the server has subscribed it
+    connected.append(index)
+    pending = b""
     while counts[index] < expect:
         chunk = await reader.read(1 << 16)
         if not chunk:
             break
         now = time.time() * 1000
-        found = _T.findall(chunk)  # a "t" split across two reads is rare and only loses one sample
-        counts[index] += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
+        pending += chunk
+        cut = pending.rfind(b"\n\n")
+        if cut < 0:
+            continue
+        complete, pending = pending[:cut], pending[cut + 2 :]
+        if b"event: dropped" in complete:
+            notices.append(complete[complete.find(b"event: dropped") :][:300].decode(errors="replace"))
+            break
+        found = _T.findall(complete)
+        counts[index] += complete.count(b"data: ")
         latencies.extend(now - float(t) for t in found)
     writer.close()
 
@@ -43,7 +56,8 @@ async def _run(url: str, count: int, expect: int, ready_file: Path, timeout_s: f
     latencies: list[float] = []
     counts = [0] * count
     tasks = [asyncio.create_task(_subscribe(url, expect, latencies, counts, i)) for i in range(count)]
-    await asyncio.sleep(1.0)  # every stream open before the producer starts
+    while len(connected) < count:  # every stream subscribed before the producer starts  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     await asyncio.to_thread(ready_file.write_text, "ready")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_s)
@@ -55,6 +69,8 @@ async def _run(url: str, count: int, expect: int, ready_file: Path, timeout_s: f
 
     return {
         "subscribers": count,
+        "dropped": len(notices),
+        "notices": notices[:2],
         "min_events": min(counts),
         "samples": n,
         "p50_ms": q(0.5),

@@ -34,6 +34,8 @@ __all__ = ["Dropped", "LiveChunk", "LiveStreams", "Started"]
 
 log = logging.getLogger("iotman.live")
 READ_LIMIT = 1000
+FLUSH_PER_SUBSCRIBER_S = 0.0002
+"""The flush interval grows by this per subscriber (100 subscribers: at most 50 writes each a second)."""
 
 
 class LiveChunk:
@@ -133,6 +135,7 @@ class _Hub:
     subscribers: set[_Subscriber] = field(default_factory=set)
     pumping: bool = False
     dirty: bool = False
+    last_read: float = 0.0
 
 
 class LiveStreams:
@@ -202,8 +205,14 @@ class LiveStreams:
         loop = asyncio.get_running_loop()
         try:
             while hub.subscribers:
+                # coalesce commits: one read, and one write per subscriber, per flush interval (longer
+                # with more subscribers, so the writes a second stay bounded)
+                interval = max(self._flush_s, FLUSH_PER_SUBSCRIBER_S * len(hub.subscribers))
+                wait = hub.last_read + interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 hub.dirty = False
-                started = time.monotonic()
+                hub.last_read = time.monotonic()
                 try:
                     target = await self._target(hub)
                     batch: LogLines = await loop.run_in_executor(
@@ -224,12 +233,10 @@ class LiveStreams:
                     self._metrics.live_events.inc(len(batch.lines) * len(hub.subscribers))
                 if batch.last_seq is not None:
                     hub.cursor = max(hub.cursor, batch.last_seq)
-                if not (batch.full or hub.dirty):
+                if batch.full:
+                    hub.last_read = 0.0  # more is waiting: read on at once
+                elif not hub.dirty:
                     break
-                # coalesce bursts of commits: one read (and one send per subscriber) per flush interval
-                pause = self._flush_s - (time.monotonic() - started)
-                if pause > 0 and not batch.full:
-                    await asyncio.sleep(pause)
         finally:
             hub.pumping = False
             if not hub.subscribers:
