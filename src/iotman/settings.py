@@ -137,8 +137,8 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting(
         "stream_flush_ms",
         10,
-        "Shortest time between two reads of the log for one streamed endpoint: commits within it reach "
-        "subscribers together, in one write each.",
+        "Shortest time between two reads of the log for one streamed endpoint (0.2 ms per subscriber if "
+        "longer): commits within it reach subscribers together, in one write each.",
         _non_negative,
     ),
     Setting(

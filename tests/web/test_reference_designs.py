@@ -97,3 +97,64 @@ def test_4_scheduled_rollup_and_alerting(api: Api) -> None:
         assert smtp.inbox.messages[0][1]["Subject"] == "Temperature alert"
     finally:
         smtp.stop()
+
+
+DISPATCH = """(
+  $require($input.payload.target, 422, "a command needs a target");
+  $require($input.payload.action in ["reboot", "configure", "update"], 422, "unknown action " & $input.payload.action);
+  $iotman_call("POST", "/data/acme/dispatched", {"command": $input.id, "target": $input.payload.target,
+                                                 "action": $input.payload.action});
+  {"dispatched": $input.payload.action, "to": $input.payload.target}
+)"""
+
+
+def test_2_command_and_control(api: Api) -> None:
+    """A backend posts commands; a trigger dispatches valid ones through a function and fails
+    bad ones; replies go to command-results, which an export endpoint delivers by webhook."""
+    from tests.support.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    try:
+        for source in ("commands", "command-results", "dispatched"):
+            api.source(name=source)
+        api.admin("POST", "/clients", json={"name": "dispatcher", "scopes": ["iotman:data:write"], "is_worker": True})
+        fn = {"name": "dispatch", "body": DISPATCH, "worker": "dispatcher"}
+        assert api.admin("POST", "/functions", json=fn).status_code == 201
+        trigger = {
+            "name": "on-command",
+            "source": "commands",
+            "condition": 'payload.kind = "command"',
+            "function": "dispatch",
+            "reply_to": "command-results",
+        }
+        assert api.admin("POST", "/triggers", json=trigger).status_code == 201
+        results = {"name": "results", "select": {"sources": ["command-results"]}}
+        assert api.admin("POST", "/outputs", json=results).status_code == 201
+        endpoint = {"name": "results", "output": "results", "path": "command-results-out"}
+        assert api.admin("POST", "/export-endpoints", json=endpoint).status_code == 201
+        hook = api.admin("POST", "/webhooks", json={"name": "backend", "endpoint": "results", "url": receiver.url})
+        assert hook.status_code == 201, hook.text
+        receiver.secret = hook.json()["secret"]
+
+        backend = api.token_for("iotman:data:write")
+        commands = [
+            {"kind": "command", "target": "d-1", "action": "reboot"},
+            {"kind": "telemetry", "value": 1},  # not a command: no firing
+            {"kind": "command", "target": "d-2", "action": "explode"},
+            {"kind": "command", "action": "reboot"},
+        ]
+        ids = [
+            api.post("commands", json.dumps(c), headers={"Authorization": f"Bearer {backend}"}).json()["id"]
+            for c in commands
+        ]
+        wait_for(lambda: len(receiver.unique) == 3, what="three results delivered by webhook")
+        by_event = {body["event_id"]: body for body in receiver.unique.values()}
+        assert by_event[ids[0]]["ok"] is True
+        assert by_event[ids[0]]["result"] == {"dispatched": "reboot", "to": "d-1"}
+        assert by_event[ids[2]]["error"] == {"status": 422, "message": "unknown action explode"}
+        assert by_event[ids[3]]["error"] == {"status": 422, "message": "a command needs a target"}
+        assert all(r.verified for r in receiver.received)
+        # only the valid command was dispatched; the failed ones left nothing behind
+        assert payloads(api, "dispatched") == [{"command": ids[0], "target": "d-1", "action": "reboot"}]
+    finally:
+        receiver.stop()
