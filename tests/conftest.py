@@ -38,6 +38,13 @@ class Api:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         return self.client.request(method, f"/api/v1/workspaces/{self.ws}{path}", json=json, headers=headers)
 
+    def create(self, collection: str, **fields: Any) -> dict[str, Any]:
+        """Create a definition (``POST /{collection}``), asserting it was."""
+        response = self.admin("POST", f"/{collection}", json=fields)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def source(self, **fields: Any) -> dict[str, Any]:
         response = self.admin("POST", "/sources", json=fields)
         assert response.status_code == 201, response.text

@@ -26,14 +26,9 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 def pushing(api: Api, broker: Mosquitto) -> Api:
     api.source(name="readings")
-    assert (
-        api.admin(
-            "POST", "/tag-rules", json={"name": "device_id", "method": "value", "path": "$.device_id"}
-        ).status_code
-        == 201
-    )
+    api.create("tag-rules", name="device_id", method="value", path="$.device_id")
     output = {"name": "out", "select": {"tags": {"device_id": "*"}}, "constructor": "{d: $.device_id, v: $.value}"}
-    assert api.admin("POST", "/outputs", json=output).status_code == 201
+    api.create("outputs", **output)
     push = {"name": "fleet", "output": "out", "broker": broker.url, "topic": "out/{tags.device_id}/v", "qos": 1}
     created = api.admin("POST", "/mqtt-pushes", json=push)
     assert created.status_code == 201, created.text

@@ -25,18 +25,13 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def hooked(api: Api, receiver: WebhookReceiver) -> Api:
     api.source(name="readings")
-    assert (
-        api.admin(
-            "POST", "/tag-rules", json={"name": "device_id", "method": "value", "path": "$.device_id"}
-        ).status_code
-        == 201
-    )
+    api.create("tag-rules", name="device_id", method="value", path="$.device_id")
     output = {
         "name": "alerts",
         "select": {"tags": {"device_id": "*"}},
         "constructor": "{device: $.device_id, v: $.value}",
     }
-    assert api.admin("POST", "/outputs", json=output).status_code == 201
+    api.create("outputs", **output)
     created = api.admin(
         "POST", "/webhooks", json={"name": "backend", "output": "alerts", "url": receiver.url, "max_attempts": 3}
     )
