@@ -418,4 +418,22 @@ def test_a_function_reads_pages_of_the_log_including_its_own_appends(plant: Api)
     assert len(events(plant)) == 1  # the test run undid its append
     agg = '$iotman_call("GET", "/data/acme/readings?agg=count")'
     plant.admin("POST", "/functions", json={"name": "agg", "body": agg, "worker": "rec"})
-    assert run(plant, "agg", {}).json()["error"]["code"] == "route_not_callable"
+    counted = run(plant, "agg", {}).json()["result"]  # ?agg= is callable too
+    assert counted["agg"] == "count"
+    assert counted["data"][0]["value"] == len(events(plant))
+
+
+def test_a_function_aggregates_through_iotman_call(api: Api) -> None:
+    api.source(name="readings", read_access=True)
+    api.create("clients", name="analyst", scopes=["iotman:data:read"], is_worker=True)
+    body = '$iotman_call("GET", "/data/acme/readings?agg=avg(v)").data[0].value'
+    api.create("functions", name="mean", body=body, worker="analyst")
+    for v in (1, 2, 6):
+        api.post("readings", json.dumps({"v": v}))
+    answer = api.client.post("/functions/acme/mean", headers=api.auth)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"result": 3}
+    api.create("functions", name="bad", body='$iotman_call("GET", "/data/acme/readings?agg=nope(v)")', worker="analyst")
+    refused = api.client.post("/functions/acme/bad", headers=api.auth)
+    assert refused.status_code == 400, refused.text
+    assert "invalid_agg" in refused.text

@@ -6,8 +6,9 @@ function's store transaction: what it appends, folds or defines is undone with t
 function when it stops. Routes callable so far:
 
 - ``POST /data/{ws}/{path}``: ingest (a JSON value; ``?batch=true`` for an array batch);
-- ``GET /data/{ws}/{path}``: a page of an export endpoint or readable source (not ``?agg=``),
-  with the function's own appends in it;
+- ``GET /data/{ws}/{path}``: a page of an export endpoint or readable source, with the
+  function's own appends in it, or ``?agg=`` over it (a range large enough to run in
+  DuckDB sees committed events only);
 - ``GET /views/{ws}/{name}/data``: view reads (``?key=`` or ``?prefix=&limit=&cursor=``);
 - ``GET|POST /api/v1/workspaces/{ws}/{collection}``, ``GET|PUT|DELETE …/{name}``: the
   definition collections.
@@ -25,6 +26,7 @@ import orjson
 
 from iotman.access.principal import Principal
 from iotman.access.route_scopes import COLLECTIONS, required_scope
+from iotman.core.time_bounds import parse_time_us
 from iotman.core.workspace import Workspace
 from iotman.engine.admin_service import AdminService
 from iotman.engine.ingest_service import IngestService, check_source_auth
@@ -32,6 +34,7 @@ from iotman.engine.read_service import ReadService, check_read_auth, render_page
 from iotman.engine.registry import Registry
 from iotman.engine.view_service import ViewService
 from iotman.errors import Forbidden, NotFound
+from iotman.export.aggregation import parse_agg
 from iotman.export.read_params import parse_read_params
 
 __all__ = ["ApiCalls", "CallAnswer"]
@@ -80,8 +83,10 @@ class ApiCalls:
         if len(segments) == 3 and segments[0] == "data" and method == "POST":
             self._own(ws, segments[1], path)
             return self._append(ws, worker, segments[2], body, query)
-        if len(segments) == 3 and segments[0] == "data" and method == "GET" and "agg" not in query:
+        if len(segments) == 3 and segments[0] == "data" and method == "GET":
             self._own(ws, segments[1], path)
+            if "agg" in query:
+                return self._aggregate(ws, worker, segments[2], query)
             return self._page(ws, worker, segments[2], query)
         if len(segments) == 4 and segments[0] == "views" and segments[3] == "data" and method == "GET":
             self._own(ws, segments[1], path)
@@ -129,6 +134,14 @@ class ApiCalls:
         if page.more and page.last_seq is not None:
             next_page = f"/data/{ws.slug}/{path}?{params.next_page_query(page.last_seq)}"
         return CallAnswer(200, orjson.loads(render_page(page, next_page)))
+
+    def _aggregate(self, ws: Workspace, worker: Principal, path: str, query: dict[str, str]) -> CallAnswer:
+        target = self._registry.read_target(ws, path)
+        check_read_auth(target, worker, True)
+        spec = parse_agg(query)
+        from_us = parse_time_us(query["from"], "from") if query.get("from") else None
+        to_us = parse_time_us(query["to"], "to") if query.get("to") else None
+        return CallAnswer(200, self._read.aggregate_now(target, spec, from_us, to_us))
 
     def _definitions(
         self, ws: Workspace, worker: Principal, method: str, collection: str, name: str | None, body: Any

@@ -189,6 +189,14 @@ class ReadService:
     async def aggregate(
         self, target: ReadTarget, spec: AggSpec, from_us: int | None, to_us: int | None
     ) -> dict[str, Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reads, self.aggregate_now, target, spec, from_us, to_us
+        )
+
+    def aggregate_now(
+        self, target: ReadTarget, spec: AggSpec, from_us: int | None, to_us: int | None
+    ) -> dict[str, Any]:
+        """``aggregate`` in the caller's thread (a function's ``$iotman_call``)."""
         output = target.output
         query = AggregateQuery(
             EventQuery(target.workspace.id, sources=output.sources, tags=output.tags, from_us=from_us, to_us=to_us),
@@ -197,7 +205,7 @@ class ReadService:
             spec.bucket_us,
             spec.group_by,
         )
-        rows = await asyncio.get_running_loop().run_in_executor(self._reads, self._store.aggregate, query)
+        rows = self._store.aggregate(query)
         times = _Times()
         data: list[dict[str, Any]] = []
         for row in rows:
