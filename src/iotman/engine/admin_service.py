@@ -78,6 +78,8 @@ class AdminService:
         self._checks = DefinitionChecks(store, registry.jsonata)
         self.targets_changed: Callable[[], None] | None = None
         """Called when a webhook or MQTT push is saved or deleted (the sender reads them again)."""
+        self.triggers_changed: Callable[[], None] | None = None
+        """Called when a trigger is saved or deleted (the trigger runner reads them again)."""
         self.lane_status: Callable[[int, str], dict[str, Any]] | None = None
         """The delivery sender's view of a target (circuit breaker), set by the engine."""
 
@@ -196,6 +198,8 @@ class AdminService:
         self._store.delete_definition(ws.id, kind.kind, name)
         if kind is TRIGGER:
             self._store.delete_setting(ws.id, TRIGGER_STATE + name)
+            if self.triggers_changed is not None:
+                self.triggers_changed()
         if kind is CRON_JOB:
             self._store.delete_setting(ws.id, CRON_STATE + name)
         if kind in PUSH_TARGETS:
@@ -293,6 +297,8 @@ class AdminService:
     def _after_change(self, ws: Workspace, kind: DefinitionKind, definition: Any) -> None:
         if kind in PUSH_TARGETS and self.targets_changed is not None:
             self.targets_changed()
+        if kind is TRIGGER and self.triggers_changed is not None:
+            self.triggers_changed()
         if kind is OUTPUT and definition.select.tags:
             self._store.ensure_tag_index(definition.select.tags)
         if kind is TRIGGER:

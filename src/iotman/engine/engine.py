@@ -113,6 +113,7 @@ class Engine:
         self.admin.lane_status = self.deliveries.lane_status
         self.admin.targets_changed = self.deliveries.forget_targets
         self.triggers = TriggerRunner(store, self.functions, self.clock, self._trigger_thread)
+        self.admin.triggers_changed = self.triggers.forget_triggers
         self.ingest.on_appended = self._appended
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cron_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iotman-cron")

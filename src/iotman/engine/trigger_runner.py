@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from concurrent.futures import Executor
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = ["TriggerRunner", "envelope_of"]
 log = logging.getLogger("iotman.triggers")
 CHUNK = 200
 PER_TRANSACTION = 32
+TRIGGERS_TTL_S = 1.0
 
 
 def envelope_of(event: StoredEvent) -> dict[str, Any]:
@@ -58,6 +60,8 @@ class TriggerRunner(BackgroundLoop):
         self._functions = functions
         self._clock = clock
         self._executor = executor
+        self._cached: list[tuple[Workspace, TriggerDefinition]] = []
+        self._read_at = -TRIGGERS_TTL_S
 
     async def tick(self) -> bool:
         return bool(await asyncio.get_running_loop().run_in_executor(self._executor, self.run_once))
@@ -65,10 +69,26 @@ class TriggerRunner(BackgroundLoop):
     def run_once(self) -> int:
         """Deal with what is waiting, up to a chunk per trigger; the number of events looked at."""
         seen = 0
-        for ws in self._store.list_workspaces():
-            for record in self._store.list_definitions(ws.id, TRIGGER.kind):
-                seen += self._run_trigger(ws, TriggerDefinition.model_validate(record.body))
+        for ws, trigger in self._triggers():
+            seen += self._run_trigger(ws, trigger)
         return seen
+
+    def _triggers(self) -> list[tuple[Workspace, TriggerDefinition]]:
+        """Every workspace's triggers, read again at most every ``TRIGGERS_TTL_S`` (or when told):
+        the runner is woken by every commit, and most commits have no trigger to fire."""
+        now = time.monotonic()
+        if now - self._read_at >= TRIGGERS_TTL_S:
+            self._cached = [
+                (ws, TriggerDefinition.model_validate(record.body))
+                for ws in self._store.list_workspaces()
+                for record in self._store.list_definitions(ws.id, TRIGGER.kind)
+            ]
+            self._read_at = now
+        return self._cached
+
+    def forget_triggers(self) -> None:
+        """Triggers were saved or deleted: read them again on the next round."""
+        self._read_at = -TRIGGERS_TTL_S
 
     def _run_trigger(self, ws: Workspace, trigger: TriggerDefinition) -> int:
         state = self._store.get_setting(ws.id, TRIGGER_STATE + trigger.name)
