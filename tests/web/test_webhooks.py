@@ -199,3 +199,36 @@ def test_header_values_are_write_only(api: Api, receiver: WebhookReceiver) -> No
     api.post("readings", "{}")
     wait_for(lambda: len(receiver.received) == 1)
     assert receiver.received[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_hidden_header_values_do_not_follow_a_new_url(api: Api, receiver: WebhookReceiver) -> None:
+    api.source(name="readings")
+    api.create("outputs", name="all")
+    api.create("webhooks", name="h", output="all", url=receiver.url, headers={"Authorization": "Bearer s3cret"})
+    read = api.admin("GET", "/webhooks/h").json()
+    read.pop("status")
+    moved = api.admin("PUT", "/webhooks/h", json={**read, "url": "https://elsewhere.example/x"})
+    assert moved.status_code == 422, moved.text
+    assert "url changed" in moved.json()["error"]["message"]
+    unknown = api.admin("PUT", "/webhooks/h", json={**read, "headers": {"X-New": "***"}})
+    assert unknown.status_code == 422, unknown.text
+
+
+def test_a_new_webhook_does_not_inherit_deliveries_of_a_deleted_namesake(
+    hooked: Api, receiver: WebhookReceiver
+) -> None:
+    ws = hooked.engine.registry.workspace("acme")
+    body = hooked.admin("GET", "/webhooks/backend").json()
+    body.pop("status")
+    assert hooked.admin("DELETE", "/webhooks/backend").status_code == 204
+    # a batch prepared before the delete still enqueued a row for it
+    from iotman.storage.ports import AppendBatch
+
+    hooked.engine.store.append(
+        AppendBatch(ws.id, "readings", ['{"device_id":"x"}'], "{}", 0, deliveries=[(0, "webhook:backend")])
+    )
+    assert hooked.engine.store.delivery_counts(ws.id, "webhook:backend")["pending"] == 1
+    body.pop("secret", None)
+    body["headers"] = {}
+    assert hooked.admin("POST", "/webhooks", json=body).status_code == 201
+    assert hooked.engine.store.delivery_counts(ws.id, "webhook:backend")["pending"] == 0

@@ -30,7 +30,7 @@ MQTT_PUSH_TARGET = "mqtt-push:"
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
 _RESERVED_HEADERS = frozenset(
-    {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
+    {"webhook-id", "webhook-timestamp", "webhook-signature", "iotman-webhook", "content-type", "content-length", "host"}
 )
 _SECRET = re.compile(r"whsec_[A-Za-z0-9+/]{16,}={0,2}")
 

@@ -143,6 +143,9 @@ class AdminService:
         definition = self._parse(kind, body)
         stored = self._stored(definition)
         self._checks.check(ws, kind, definition, stored, caller)
+        if kind in PUSH_TARGETS:
+            # rows a deleted namesake may have left behind (a batch prepared before the delete) are not its
+            self._store.delete_deliveries(ws.id, PUSH_TARGETS[kind] + definition.name)
         record = self._store.create_definition(
             ws.id, kind.kind, definition.name, kind.parse_path(stored), stored, self._clock.now_us()
         )
@@ -163,6 +166,18 @@ class AdminService:
                     code="name_mismatch",
                 )
         definition = self._parse(kind, body)
+        definition = self._keep_secrets(ws, kind, name, definition)
+        stored = self._stored(definition)
+        self._checks.check(ws, kind, definition, stored, caller)
+        record = self._store.replace_definition(
+            ws.id, kind.kind, name, kind.parse_path(stored), stored, self._clock.now_us()
+        )
+        self._after_change(ws, kind, definition)
+        return record
+
+    def _keep_secrets(self, ws: Workspace, kind: DefinitionKind, name: str, definition: Any) -> Any:
+        """A replacement keeps the stored secrets it could not send back: a webhook's secret
+        (omitted) and hidden header values, an MQTT push's hidden broker password."""
         if kind is MQTT_PUSH and ":***@" in definition.broker:
             # a read sent back: the password it hid stays
             old = self._store.get_definition(ws.id, kind.kind, name)
@@ -177,19 +192,26 @@ class AdminService:
                 if definition.secret is None:
                     # omitted: the stored secret stays (it is shown once, so a client cannot send it back)
                     update["secret"] = old.body.get("secret")
-                kept = old.body.get("headers") or {}
-                if any(v == HIDDEN for v in definition.headers.values()):
-                    # a read sent back: hidden values stay as stored
-                    update["headers"] = {k: kept.get(k, v) if v == HIDDEN else v for k, v in definition.headers.items()}
+                hidden_names = [k for k, v in definition.headers.items() if v == HIDDEN]
+                if hidden_names:
+                    # a read sent back: hidden values stay as stored, but only for the same URL
+                    kept = {k.lower(): v for k, v in (old.body.get("headers") or {}).items()}
+                    if definition.url != old.body.get("url"):
+                        raise DefinitionInvalid(
+                            f"header {hidden_names[0]!r} is hidden and the url changed: send its value again",
+                            field="headers",
+                        )
+                    missing = [k for k in hidden_names if k.lower() not in kept]
+                    if missing:
+                        raise DefinitionInvalid(
+                            f"header {missing[0]!r} has no stored value to keep; send its value", field="headers"
+                        )
+                    update["headers"] = {
+                        k: kept[k.lower()] if v == HIDDEN else v for k, v in definition.headers.items()
+                    }
                 if update:
                     definition = definition.model_copy(update=update)
-        stored = self._stored(definition)
-        self._checks.check(ws, kind, definition, stored, caller)
-        record = self._store.replace_definition(
-            ws.id, kind.kind, name, kind.parse_path(stored), stored, self._clock.now_us()
-        )
-        self._after_change(ws, kind, definition)
-        return record
+        return definition
 
     def delete(self, slug: str, collection: str, name: str) -> None:
         kind = KINDS[collection]

@@ -46,8 +46,11 @@ FLUSH_MAX = 500
 IDLE_S = 0.25
 MQTT_LANE_LIMIT = 32
 TARGETS_TTL_S = 2.0
-LEASE_MARGIN = 0.9
-"""A claimed delivery not started within this share of the lease is left for the next claim."""
+LEASE_MARGIN = 0.5
+"""A claimed delivery is started only while its longest attempt (or, at least, this share of
+the lease) still ends within the lease; later it is left for the next claim."""
+MQTT_ATTEMPT_S = 15.0
+CLAIM_EVERY_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class _Work:
     topic: str = ""
     problem: str | None = None  # dead at once (the event is gone, the output cannot render it, ...)
     expires: float = 0.0  # monotonic time after which the claim may have lapsed: not sent
+    started: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -127,6 +131,9 @@ class DeliverySender:
         self._workspaces: dict[int, Workspace] = {}
         self._target_list: list[tuple[int, str, int]] = []
         self._targets_read = -TARGETS_TTL_S
+        self._targets_generation = 0
+        self._targets_seen = -1
+        self._queued: dict[asyncio.Task[None], _Work] = {}
 
     # lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -137,6 +144,10 @@ class DeliverySender:
         ]
 
     async def stop(self) -> None:
+        for work in self._queued.values():
+            if not work.started:  # a task cancelled before its first step runs none of its code
+                d = work.delivery
+                self._finish(DeliveryResult(d.id, d.lease_until_us, "pending", False, self._at(0)))
         for task in self._tasks:
             task.cancel()
         for task in list(self._inflight):
@@ -171,6 +182,7 @@ class DeliverySender:
                     if room > 0:
                         wanted.append((ws_id, target, room))
                 rows: list[Delivery] = []
+                claimed_at = time.monotonic()  # the lease starts no earlier than this
                 if wanted:
                     rows = await loop.run_in_executor(
                         self._executor,
@@ -179,24 +191,28 @@ class DeliverySender:
                         int(self._options.lease_s * 1_000_000),
                         wanted,
                     )
-                claimed_at = time.monotonic()
                 works = await loop.run_in_executor(self._executor, self._prepare, rows) if rows else []
             except Exception:
                 log.exception("claiming deliveries failed; trying again in %s s", IDLE_S)
                 works = []
+            lease_s = self._options.lease_s
             for work in works:
-                work.expires = claimed_at + self._options.lease_s * LEASE_MARGIN
+                # an attempt must end within the lease, or the row may be claimed (and sent) again meanwhile
+                longest = work.webhook.timeout_ms / 1000 if work.webhook is not None else MQTT_ATTEMPT_S
+                work.expires = claimed_at + max(lease_s - longest, lease_s * LEASE_MARGIN)
                 self._start(work)
             if not works:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=IDLE_S)
+            await asyncio.sleep(CLAIM_EVERY_S)  # wake-ups within it share one claim
 
     def _targets(self) -> list[tuple[int, str, int]]:
         """(workspace id, target, concurrency limit) of every webhook and MQTT push; read again
         every ``TARGETS_TTL_S`` (a store thread)."""
         now = time.monotonic()
-        if now - self._targets_read < TARGETS_TTL_S:
+        if now - self._targets_read < TARGETS_TTL_S and self._targets_generation == self._targets_seen:
             return self._target_list
+        generation = self._targets_generation
         found: list[tuple[int, str, int]] = []
         for ws in self._store.list_workspaces():
             self._workspaces[ws.id] = ws
@@ -204,12 +220,12 @@ class DeliverySender:
                 found.append((ws.id, WEBHOOK_TARGET + record.name, int(record.body.get("max_concurrency") or 16)))
             for record in self._store.list_definitions(ws.id, MQTT_PUSH.kind):
                 found.append((ws.id, MQTT_PUSH_TARGET + record.name, MQTT_LANE_LIMIT))
-        self._target_list, self._targets_read = found, now
+        self._target_list, self._targets_read, self._targets_seen = found, now, generation
         return found
 
     def forget_targets(self) -> None:
-        """Definitions changed: read the targets again on the next claim."""
-        self._targets_read = -TARGETS_TTL_S
+        """Definitions changed (any thread): read the targets again on the next claim."""
+        self._targets_generation += 1
 
     def _lane(self, delivery: Delivery, limit: int) -> _Lane:
         key = (delivery.workspace_id, delivery.target)
@@ -226,7 +242,12 @@ class DeliverySender:
         lane.claimed += 1
         task = asyncio.create_task(self._deliver(lane, work))
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        self._queued[task] = work
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._queued.pop(task, None)
 
     # preparing (in a store thread) ----------------------------------------------------
     def _prepare(self, rows: list[Delivery]) -> list[_Work]:
@@ -301,6 +322,7 @@ class DeliverySender:
 
     # pushing --------------------------------------------------------------------------
     async def _deliver(self, lane: _Lane, work: _Work) -> None:
+        work.started = True
         probe = False
         recorded = False
         delivery = work.delivery

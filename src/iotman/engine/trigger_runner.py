@@ -62,6 +62,8 @@ class TriggerRunner(BackgroundLoop):
         self._executor = executor
         self._cached: list[tuple[Workspace, TriggerDefinition]] = []
         self._read_at = -TRIGGERS_TTL_S
+        self._generation = 0
+        self._seen = -1
 
     async def tick(self) -> bool:
         return bool(await asyncio.get_running_loop().run_in_executor(self._executor, self.run_once))
@@ -77,18 +79,19 @@ class TriggerRunner(BackgroundLoop):
         """Every workspace's triggers, read again at most every ``TRIGGERS_TTL_S`` (or when told):
         the runner is woken by every commit, and most commits have no trigger to fire."""
         now = time.monotonic()
-        if now - self._read_at >= TRIGGERS_TTL_S:
+        if now - self._read_at >= TRIGGERS_TTL_S or self._generation != self._seen:
+            generation = self._generation  # a change while reading is read again next round
             self._cached = [
                 (ws, TriggerDefinition.model_validate(record.body))
                 for ws in self._store.list_workspaces()
                 for record in self._store.list_definitions(ws.id, TRIGGER.kind)
             ]
-            self._read_at = now
+            self._read_at, self._seen = now, generation
         return self._cached
 
     def forget_triggers(self) -> None:
-        """Triggers were saved or deleted: read them again on the next round."""
-        self._read_at = -TRIGGERS_TTL_S
+        """Triggers were saved or deleted (any thread): read them again on the next round."""
+        self._generation += 1
 
     def _run_trigger(self, ws: Workspace, trigger: TriggerDefinition) -> int:
         state = self._store.get_setting(ws.id, TRIGGER_STATE + trigger.name)

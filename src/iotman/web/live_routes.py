@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -29,6 +30,8 @@ from iotman.web.cors import cors_headers
 from iotman.web.error_responses import error_response
 
 __all__ = ["LiveRoutes"]
+
+log = logging.getLogger("iotman.web")
 
 _CLOSE_CODES = {"slow_consumer": 1013, "server_stopping": 1001, "endpoint_gone": 1008, "unauthorized": 1008}
 
@@ -69,6 +72,8 @@ class LiveRoutes:
                 check_read_auth(now, await ingest.principal_for(token), token is not None)
             except IotmanError:
                 return False
+            except Exception:  # the store hiccuped: keep streaming, ask again next time
+                log.exception("re-checking a live stream's access failed")
             return True
 
         return target, params["path"], _resume_from(connection), allowed
