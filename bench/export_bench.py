@@ -27,7 +27,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -35,7 +34,7 @@ from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.machine_info import machine_info
 from bench.process_bench import NDJSON, admin
 from bench.results_report import write_results
-from bench.servers import LOOPBACK, REPO_ROOT, ServerError, ServerProcess, _start, start_iotman
+from bench.servers import REPO_ROOT, ServerError, ServerProcess, connection, start_bench_server, start_iotman
 
 __all__ = ["main"]
 
@@ -44,22 +43,8 @@ PRODUCERS = 8
 """Devices posting at once in (m): the paced rate does not hang on one request's latency."""
 
 
-def start_receiver(log_path: Path) -> ServerProcess:
-    return _start(
-        "fast receiver",
-        lambda port: [sys.executable, "-m", "bench.fast_receiver", "--host", LOOPBACK, "--port", str(port)],
-        log_path,
-        "/readyz",
-    )
-
-
-def _conn(base_url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(base_url)
-    return http.client.HTTPConnection(parts.hostname or LOOPBACK, parts.port, timeout=60)
-
-
 def received(receiver: ServerProcess) -> int:
-    conn = _conn(receiver.base_url)
+    conn = connection(receiver)
     conn.request("GET", "/count")
     body = json.loads(conn.getresponse().read())
     conn.close()
@@ -76,7 +61,7 @@ def post(conn: http.client.HTTPConnection, source: str, body: bytes, content_typ
 
 def webhook_rate(server: ServerProcess, receiver: ServerProcess, events: int) -> float:
     before = received(receiver)
-    conn = _conn(server.base_url)
+    conn = connection(server)
     started = time.perf_counter()
     for first in range(0, events, 1000):
         body = "\n".join(json.dumps({"n": first + k, "v": k * 0.5}) for k in range(1000)).encode()
@@ -108,7 +93,7 @@ async def _bare_client(url: str, count: int, concurrency: int) -> float:
 
 def _produce(server: ServerProcess, index: int, producers: int, total: int, rate: int, start: float) -> None:
     """Events index, index + producers, ... of ``total``, each at its time in a ``rate``/s schedule."""
-    conn = _conn(server.base_url)
+    conn = connection(server)
     for sent in range(index, total, producers):
         delay = start + sent / rate - time.perf_counter()
         if delay > 0:
@@ -165,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="iotman-bench-export-") as tmp:
         folder = Path(tmp)
         token = create_workspace_and_token(folder / "data")
-        receiver = start_receiver(folder / "receiver.log")
+        receiver = start_bench_server("fast receiver", "bench.fast_receiver", folder / "receiver.log")
         server = start_iotman(folder / "data", folder / "serve.log")
         try:
             hook_url = f"{receiver.base_url}/hook"

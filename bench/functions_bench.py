@@ -23,13 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from bench.iotman_workspace import WORKSPACE, create_workspace_and_token
 from bench.machine_info import machine_info
 from bench.process_bench import NDJSON, admin
 from bench.results_report import write_results
-from bench.servers import ServerError, ServerProcess, start_iotman
+from bench.servers import ServerError, ServerProcess, connection, start_iotman
 
 __all__ = ["main"]
 
@@ -45,11 +44,6 @@ def setup(server: ServerProcess, token: str) -> None:
     admin(server, token, "/triggers", {"name": "t", "source": "commands", "function": "act", "reply_to": "replies"})
 
 
-def _conn(server: ServerProcess) -> http.client.HTTPConnection:
-    parts = urlsplit(server.base_url)
-    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
-
-
 def _post(conn: http.client.HTTPConnection, body: bytes, content_type: str) -> None:
     conn.request("POST", f"/data/{WORKSPACE}/commands", body=body, headers={"Content-Type": content_type})
     response = conn.getresponse()
@@ -59,7 +53,7 @@ def _post(conn: http.client.HTTPConnection, body: bytes, content_type: str) -> N
 
 
 def fired(server: ServerProcess, token: str) -> int:
-    conn = _conn(server)
+    conn = connection(server)
     conn.request("GET", f"/api/v1/workspaces/{WORKSPACE}/triggers/t", headers={"Authorization": f"Bearer {token}"})
     response = conn.getresponse()
     body = json.loads(response.read())
@@ -68,7 +62,7 @@ def fired(server: ServerProcess, token: str) -> int:
 
 
 def read_all(server: ServerProcess, token: str, source: str) -> list[dict[str, Any]]:
-    conn = _conn(server)
+    conn = connection(server)
     headers = {"Authorization": f"Bearer {token}", "Accept": NDJSON}
     conn.request("GET", f"/data/{WORKSPACE}/{source}?order=asc", headers=headers)
     response = conn.getresponse()
@@ -81,7 +75,7 @@ def read_all(server: ServerProcess, token: str, source: str) -> list[dict[str, A
 
 def throughput(server: ServerProcess, token: str, total: int, batch: int = 500) -> float:
     start_fired = fired(server, token)
-    conn = _conn(server)
+    conn = connection(server)
     started = time.perf_counter()
     for first in range(0, total, batch):
         body = "\n".join(json.dumps({"n": first + k}) for k in range(batch)).encode()
@@ -96,7 +90,7 @@ def throughput(server: ServerProcess, token: str, total: int, batch: int = 500) 
 
 
 def paced(server: ServerProcess, rate: int, seconds: float) -> int:
-    conn = _conn(server)
+    conn = connection(server)
     start = time.perf_counter()
     sent = 0
     while (scheduled := start + sent / rate) < start + seconds:

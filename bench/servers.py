@@ -6,6 +6,7 @@ a grace period); nothing else is ever signalled.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.loopback_http import request
 
@@ -26,7 +28,9 @@ __all__ = [
     "bench_environment",
     "free_port",
     "iotman_executable",
+    "connection",
     "start_bare_endpoint",
+    "start_bench_server",
     "start_iotman",
 ]
 
@@ -189,10 +193,21 @@ def start_iotman(data_dir: Path, log_path: Path) -> ServerProcess:
     )
 
 
-def start_bare_endpoint(log_path: Path) -> ServerProcess:
+def start_bench_server(name: str, module: str, log_path: Path) -> ServerProcess:
+    """A server of bench/ (``python -m <module> --host --port``, ready at ``/readyz``)."""
     return _start(
-        "bare endpoint",
-        lambda port: [sys.executable, "-m", "bench.bare_endpoint", "--host", LOOPBACK, "--port", str(port)],
+        name,
+        lambda port: [sys.executable, "-m", module, "--host", LOOPBACK, "--port", str(port)],
         log_path,
         "/readyz",
     )
+
+
+def start_bare_endpoint(log_path: Path) -> ServerProcess:
+    return start_bench_server("bare endpoint", "bench.bare_endpoint", log_path)
+
+
+def connection(server: ServerProcess, timeout_s: float = 60) -> http.client.HTTPConnection:
+    """A keep-alive HTTP/1.1 connection to ``server``."""
+    parts = urlsplit(server.base_url)
+    return http.client.HTTPConnection(parts.hostname or LOOPBACK, parts.port, timeout=timeout_s)
